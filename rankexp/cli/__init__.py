@@ -1,0 +1,35 @@
+"""The ``rankexp`` command: a thin Typer layer over :mod:`rankexp.api`."""
+
+from __future__ import annotations
+
+import typer
+
+from rankexp.cli import config as _config
+from rankexp.cli import data as _data
+from rankexp.cli import evaluate as _evaluate
+from rankexp.cli import run as _run
+from rankexp.cli._common import Debug, set_debug
+
+app = typer.Typer(
+    name="rankexp",
+    help="Neural ranking experiments: train rankers with techniques from the literature, evaluate with trec_eval semantics.",
+    no_args_is_help=True,
+    rich_markup_mode="rich",
+    pretty_exceptions_enable=False,
+    add_completion=False,
+)
+
+
+@app.callback()
+def _root(debug: Debug = False) -> None:
+    set_debug(debug)
+
+
+_run.register(app)
+_evaluate.register(app)
+app.add_typer(_config.app, name="config", help="Show the composed configuration and the config groups.", rich_help_panel="Inspect")
+app.add_typer(_data.app, name="data", help="List collections and show their statistics.", rich_help_panel="Inspect")
+
+
+def main() -> None:
+    app()

@@ -75,7 +75,9 @@ def evaluate(
             f"no query of the run has qrels (run ids e.g. {sorted(run)[:3]}, qrels ids e.g. {sorted(judged)[:3]}): wrong qrels?"
         )
     missing = [q for q in judged if q not in sub_run]
-    evaluator = ir_measures.pytrec_eval.evaluator(ms, judged)
+    # qrels restricted to the run's queries: trec_eval (without -c) averages over the intersection,
+    # whereas ir_measures would report judged queries missing from the run as 0
+    evaluator = ir_measures.pytrec_eval.evaluator(ms, {q: judged[q] for q in sub_run})
     perquery: dict[str, dict[str, float]] = {str(m): {} for m in ms}
     for metric in evaluator.iter_calc(sub_run):
         perquery[str(metric.measure)][metric.query_id] = float(metric.value)

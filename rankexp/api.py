@@ -1,0 +1,274 @@
+"""The library API behind every command: ``compose`` → ``train`` → ``RunResult``; ``evaluate_run``.
+
+Python users get exactly what the CLI does::
+
+    from rankexp import api
+    result = api.train(api.compose(["data=cranfield", "trainer.max_steps=200"]))
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import resource
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+from omegaconf import DictConfig, OmegaConf
+
+from rankexp.config.compose import compose as compose  # re-exported
+from rankexp.config.compose import run_id as config_run_id
+from rankexp.config.compose import to_container
+from rankexp.errors import RankexpError, TrainingError, one_line
+from rankexp.tracking.rundir import RunDir
+
+log = logging.getLogger("rankexp")
+
+
+@dataclass
+class RunResult:
+    run_id: str
+    path: Path
+    metrics: dict[str, Any]
+    skipped: bool = False
+    cache: list[dict] = field(default_factory=list)
+
+
+def rundir_for(cfg: DictConfig) -> RunDir:
+    return RunDir(Path(cfg.paths.runs_dir) / config_run_id(cfg))
+
+
+def peak_rss_mb() -> float:
+    return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
+
+
+def train(cfg: DictConfig, overrides: Sequence[str] = (), force: bool = False) -> RunResult:
+    """One run: fit, rerank the test split, evaluate model and first stage, write the run directory.
+
+    A run whose status is ``complete`` is not redone unless ``force``; a run cut off earlier
+    resumes from ``checkpoints/last.ckpt``.
+    """
+    rd = rundir_for(cfg)
+    if rd.is_complete() and not force:
+        return RunResult(rd.run_id, rd.path, rd.metrics(), skipped=True)
+    resume = rd.checkpoints / "last.ckpt"
+    if force and rd.path.exists():
+        resume.unlink(missing_ok=True)
+    rd.start(cfg, overrides, int(cfg.seed))
+    logger = None
+    try:
+        result, logger = _train(cfg, rd, resume if resume.exists() else None)
+        rd.set_status("complete")
+        return result
+    except RankexpError as e:
+        rd.set_status("failed", one_line(e))
+        raise
+    except KeyboardInterrupt:
+        rd.set_status("failed", "interrupted")
+        raise
+    except Exception as e:
+        import torch
+
+        if isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower():
+            err = TrainingError(f"out of memory: lower train.batch_size / eval.batch_size or model.encoder.max_length ({one_line(e)})")
+            rd.set_status("failed", one_line(err))
+            raise err from e
+        rd.set_status("failed", f"{type(e).__name__}: {one_line(e)}")
+        raise
+    finally:
+        from rankexp.tracking.loggers import finish
+
+        finish(logger, failed=rd.state() != "complete")
+
+
+def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
+    import pytorch_lightning as pl
+    import torch
+    from hydra.utils import instantiate
+
+    from rankexp.data.collection import load_collection
+    from rankexp.data.examples import build_groups
+    from rankexp.data.splits import split_queries
+    from rankexp.data.tokens import PairEncoder, build_token_tables
+    from rankexp.eval.measures import PROVIDER, evaluate, parse_measures
+    from rankexp.eval.trec_io import sort_ranking, write_run
+    from rankexp.models.datamodule import RankingDataModule, pair_loader
+    from rankexp.models.module import RankingModule, score_pairs
+    from rankexp.tracking.cache import Cache
+    from rankexp.tracking.history import HistoryCallback
+    from rankexp.tracking.loggers import build_logger, log_final
+
+    t_start = time.perf_counter()
+    timings: dict[str, float] = {}
+    measures = [str(m) for m in parse_measures(list(cfg.eval.measures))]
+    dev_measure = str(parse_measures([cfg.eval.dev_measure])[0])
+    pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+
+    # ---- data, split, first stage
+    collection = load_collection(cfg.data)
+    split = split_queries(collection.queries_with_relevant(), cfg.data.split.dev, cfg.data.split.test, cfg.data.split.seed)
+    rd.write_json("split.json", {"rule": "shuffle(queries with rel>=1, Random(split.seed)); test, dev, rest=train",
+                                 "seed": cfg.data.split.seed, **split})
+    cache = Cache(Path(cfg.paths.cache_dir))
+    first_stage = instantiate(cfg.first_stage)
+    fs_run = first_stage.retrieve(collection, cache)
+    timings["preprocess_first_stage_s"] = time.perf_counter() - t_start
+
+    # ---- model, tokens, training groups
+    t0 = time.perf_counter()
+    encoder = instantiate(cfg.model.encoder)
+    docs_tok, queries_tok = build_token_tables(collection, encoder.tokenizer, encoder.max_length, encoder.max_query_length, cache)
+    pairs = PairEncoder(encoder.tokenizer, docs_tok, queries_tok, encoder.max_length, encoder.max_query_length)
+    sampler = instantiate(cfg.negatives)
+    sampler.setup(collection, fs_run)
+    max_steps = int(cfg.trainer.max_steps)
+    accumulate = int(cfg.trainer.get("accumulate_grad_batches", 1) or 1)
+    groups = build_groups(collection, split["train"], sampler, int(cfg.train.num_negatives),
+                          max_steps * int(cfg.train.batch_size) * accumulate, int(cfg.seed))
+    weighter = instantiate(cfg.curriculum)
+    weighter.setup(fs_run, collection.qrels, max_steps)
+
+    def candidates(qids: Sequence[str], depth: int) -> list[tuple[str, str]]:
+        return [(q, d) for q in qids for d, _ in sort_ranking(fs_run.get(q, {}))[:depth]]
+
+    dev_pairs = candidates(split["dev"], int(cfg.eval.dev_rerank_k))
+    dev_qrels = {q: collection.qrels[q] for q in split["dev"]}
+    timings["preprocess_tokens_s"] = time.perf_counter() - t0
+
+    module = RankingModule(encoder, instantiate(cfg.loss), weighter, lr=float(cfg.model.lr),
+                           weight_decay=float(cfg.model.weight_decay),
+                           warmup_steps=int(round(float(cfg.model.warmup_ratio) * max_steps)), max_steps=max_steps,
+                           dev_qrels=dev_qrels, dev_measures=(dev_measure,))
+    dm = RankingDataModule(groups, dev_pairs, pairs, int(cfg.train.batch_size), int(cfg.eval.batch_size))
+
+    # ---- trainer
+    from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
+
+    monitor = f"val/{dev_measure}"
+    has_dev = bool(dev_pairs)
+    val_every = min(int(cfg.train.val_every_n_steps), max_steps)
+    callbacks: list = [HistoryCallback(rd, int(cfg.trainer.get("log_every_n_steps", 10) or 10)),
+                       ModelCheckpoint(dirpath=rd.checkpoints, filename="last", every_n_train_steps=val_every,
+                                       save_top_k=1, enable_version_counter=False)]
+    best_cb = None
+    if has_dev:
+        best_cb = ModelCheckpoint(dirpath=rd.checkpoints, filename="best", monitor=monitor, mode="max", save_top_k=1,
+                                  save_weights_only=True, enable_version_counter=False)
+        callbacks.append(best_cb)
+        if cfg.train.early_stopping.enabled:
+            callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=int(cfg.train.early_stopping.patience)))
+    if os.environ.get("RANKEXP_PROGRESS", "1") not in ("0", "false", "no"):
+        from pytorch_lightning.callbacks import RichProgressBar
+
+        callbacks.append(RichProgressBar(leave=True))
+    config_dict = to_container(cfg)
+    logger = build_logger(cfg.logger, rd.run_id, rd.path, Path(cfg.paths.output_dir),
+                          config_dict, [f"data:{collection.name}", f"loss:{module.loss_fn.name}"])
+    trainer_kwargs = {k: v for k, v in to_container(cfg.trainer).items() if k != "_target_"}
+    trainer_kwargs.setdefault("max_epochs", 1)  # the groups are exactly max_steps batches
+    trainer = pl.Trainer(**trainer_kwargs, callbacks=callbacks, logger=logger, default_root_dir=str(rd.path),
+                         val_check_interval=val_every if has_dev else None, check_val_every_n_epoch=None if has_dev else 1,
+                         limit_val_batches=1.0 if has_dev else 0, num_sanity_val_steps=0,
+                         enable_progress_bar=os.environ.get("RANKEXP_PROGRESS", "1") not in ("0", "false", "no"),
+                         enable_model_summary=False)
+    t0 = time.perf_counter()
+    trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
+    timings["train_s"] = time.perf_counter() - t0
+    if not trainer.is_global_zero:
+        return RunResult(rd.run_id, rd.path, {}), logger
+
+    # ---- best checkpoint, rerank test, evaluate
+    best_step = trainer.global_step
+    if best_cb is not None and best_cb.best_model_path:
+        state = torch.load(best_cb.best_model_path, map_location="cpu", weights_only=False)
+        module.load_state_dict(state["state_dict"])
+        best_step = int(state.get("global_step", best_step))
+    t0 = time.perf_counter()
+    depth = int(cfg.eval.rerank_k)
+    test_pairs = candidates(split["test"], depth)
+    device = "cuda" if torch.cuda.is_available() and cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto") else "cpu"
+    model_run = score_pairs(module.encoder, pair_loader(test_pairs, pairs, int(cfg.eval.batch_size)), "reranking test", device)
+    timings["rerank_s"] = time.perf_counter() - t0
+    baseline_run = {q: dict(sort_ranking(fs_run[q])[:depth]) for q in split["test"] if q in fs_run}
+    test_qrels = {q: collection.qrels[q] for q in split["test"]}
+    model_eval = evaluate(model_run, test_qrels, measures, qids=split["test"], complete=True)
+    base_eval = evaluate(baseline_run, test_qrels, measures, qids=split["test"], complete=True)
+
+    write_run(rd.path / "run.trec", model_run, tag=f"rankexp-{rd.run_id}")
+    rd.write_perquery({"model": model_eval.perquery, first_stage.name: base_eval.perquery})
+    timings["total_s"] = time.perf_counter() - t_start
+    metrics = {
+        "run_id": rd.run_id,
+        "dataset": collection.name,
+        "split": "test",
+        "provider": PROVIDER,
+        "rerank_k": depth,
+        "queries": {"test": len(split["test"]), "evaluated": model_eval.num_queries,
+                    "without_candidates": model_eval.missing_in_run, "dev": len(split["dev"]), "train": len(split["train"])},
+        "model": model_eval.aggregate,
+        "baseline": {"name": first_stage.name, "params": first_stage.params(), **base_eval.aggregate},
+        "dev": {"measure": dev_measure, "best": float(best_cb.best_model_score) if best_cb is not None and best_cb.best_model_score is not None else None,
+                "best_step": best_step},
+        "train": {"steps": trainer.global_step, "groups": len(groups), "group_size": 1 + int(cfg.train.num_negatives),
+                  "negatives": sampler.stats(), "peak_rss_mb": peak_rss_mb(), **{k: round(v, 2) for k, v in timings.items()}},
+        "cache": cache.summary(),
+        "notes": collection.notes,
+    }
+    rd.write_json("metrics.json", metrics)
+    log_final(logger, {"model": model_eval.aggregate, first_stage.name: base_eval.aggregate},
+              {"model": model_eval.perquery, first_stage.name: base_eval.perquery})
+    if not cfg.train.keep_last_checkpoint:
+        (rd.checkpoints / "last.ckpt").unlink(missing_ok=True)
+    return RunResult(rd.run_id, rd.path, metrics, cache=cache.summary()), logger
+
+
+def evaluate_run(run_path: str | Path, qrels_spec: str | None, measures: str | Sequence[str], complete: bool = False):
+    """Evaluate a TREC run file (or a run directory) against qrels given as a file, a local
+    collection directory, a data config name (``vaswani``) or an ir_datasets id."""
+    from rankexp.eval.measures import evaluate
+    from rankexp.eval.trec_io import read_run
+
+    path = Path(run_path)
+    qrels_source = qrels_spec
+    if path.is_dir():
+        if not (path / "run.trec").exists():
+            raise RankexpError(f"{path}: not a run directory with a run.trec (status: {RunDir(path).status() or 'unknown'})")
+        if qrels_source is None:
+            cfg = OmegaConf.load(path / "config.yaml")
+            qrels_source = cfg.data.get("path") or cfg.data.get("id")
+        path = path / "run.trec"
+    if qrels_source is None:
+        raise RankexpError("--qrels is required for a run file (a qrels file, a collection directory, a data name or an ir_datasets id)")
+    run = read_run(path)
+    qrels = load_qrels(qrels_source)
+    return evaluate(run, qrels, measures, complete=complete), len(run)
+
+
+def load_qrels(spec: str) -> dict[str, dict[str, int]]:
+    from rankexp.data.collection import read_qrels
+    from rankexp.errors import DataError
+
+    p = Path(spec).expanduser()
+    if p.is_file():
+        return read_qrels(p)
+    if p.is_dir():
+        return read_qrels(p / "qrels.txt")
+    data_cfg = Path(__file__).parent / "conf" / "data" / f"{spec}.yaml"
+    dataset_id = OmegaConf.load(data_cfg).get("id") if data_cfg.exists() else spec
+    import ir_datasets
+
+    try:
+        ds = ir_datasets.load(dataset_id)
+    except KeyError:
+        raise DataError(f"--qrels {spec!r}: not a file, a directory or a known ir_datasets id") from None
+    if not ds.has_qrels():
+        raise DataError(f"--qrels {spec!r}: ir_datasets id {dataset_id!r} has no qrels")
+    try:
+        out: dict[str, dict[str, int]] = {}
+        for qr in ds.qrels_iter():
+            out.setdefault(qr.query_id, {})[qr.doc_id] = int(qr.relevance)
+        return out
+    except Exception as e:
+        raise DataError(f"ir_datasets could not provide qrels for {dataset_id!r} ({type(e).__name__}; offline? set IR_DATASETS_HOME)") from e

@@ -1,0 +1,68 @@
+"""``rankexp train``: one run."""
+
+from __future__ import annotations
+
+import time
+
+import typer
+from rich.table import Table
+
+from rankexp.cli._common import OVERRIDE_CONTEXT, Debug, Overrides, all_overrides, console, handled, quiet_libraries
+
+
+def register(app: typer.Typer) -> None:
+    @app.command(context_settings=OVERRIDE_CONTEXT, rich_help_panel="Run")
+    def train(
+        ctx: typer.Context,
+        overrides: Overrides = None,
+        force: bool = typer.Option(False, "--force", help="Re-run even if this config already has a complete run."),
+        dry_run: bool = typer.Option(False, "--dry-run", help="Print the resolved config and run id; run nothing."),
+        debug: Debug = False,
+    ) -> None:
+        """Train a ranker, rerank the test split and evaluate it beside the first stage.
+
+        Example: [bold]rankexp train data=cranfield trainer.max_steps=200 seed=2 model.lr=3e-5[/]
+        """
+        with handled(debug):
+            quiet_libraries(lightning=not dry_run)
+            from rankexp import api
+
+            ovr = all_overrides(overrides, ctx)
+            cfg = api.compose(ovr)
+            rd = api.rundir_for(cfg)
+            if dry_run:
+                from rankexp.cli.config import print_yaml
+
+                print_yaml(cfg)
+                console.print(f"run id: [bold]{rd.run_id}[/]  ->  {rd.path}  (status: {rd.status() or 'new'})")
+                return
+            t0 = time.perf_counter()
+            console.print(f"run [bold]{rd.run_id}[/] -> {rd.path}")
+            result = api.train(cfg, ovr, force=force)
+            print_result(result, time.perf_counter() - t0)
+
+
+def print_result(result, wall: float) -> None:
+    m = result.metrics
+    if result.skipped:
+        console.print(f"[yellow]already complete[/] ({result.path}); use --force to re-run")
+    base = m.get("baseline", {})
+    name = base.get("name", "baseline")
+    table = Table(title=f"{m.get('dataset')} test split: {m['queries']['evaluated']} queries, top-{m.get('rerank_k')} reranked "
+                        f"({m.get('provider')})")
+    table.add_column("measure")
+    table.add_column(name, justify="right")
+    table.add_column("model", justify="right")
+    table.add_column("Δ", justify="right")
+    for measure, value in m["model"].items():
+        b = base.get(measure)
+        delta = value - b if b is not None else None
+        style = "green" if delta and delta > 0 else "red" if delta and delta < 0 else ""
+        table.add_row(measure, f"{b:.4f}" if b is not None else "-", f"{value:.4f}",
+                      f"[{style}]{delta:+.4f}[/]" if delta is not None and style else (f"{delta:+.4f}" if delta is not None else "-"))
+    console.print(table)
+    tr = m.get("train", {})
+    dev = m.get("dev", {})
+    best = f"{dev['best']:.4f} @ step {dev['best_step']}" if dev.get("best") is not None else "n/a (no dev split)"
+    console.print(f"dev {dev.get('measure')}: {best} · steps {tr.get('steps')} · peak RSS {tr.get('peak_rss_mb')} MB · "
+                  f"wall {wall:.0f}s · files in {result.path}")

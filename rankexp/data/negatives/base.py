@@ -1,0 +1,42 @@
+"""Negative samplers: given a training query, return documents to contrast with its positive.
+
+A sampler sees the collection and the first-stage run once (``setup``) and then answers
+``sample(qid, exclude, n, rng)``. It never returns a document in ``exclude`` (the query's
+relevant documents) and falls back to uniform corpus sampling when its own pool runs dry,
+counting how often that happened.
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Mapping
+
+from rankexp.data.collection import Collection
+
+
+class NegativeSampler:
+    name = "base"
+
+    def setup(self, collection: Collection, first_stage: Mapping[str, Mapping[str, float]]) -> None:
+        self.all_docs = list(collection.docs)
+        self.fallbacks = 0
+
+    def pool(self, qid: str) -> list[str]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def sample(self, qid: str, exclude: set[str], n: int, rng: random.Random) -> list[str]:
+        pool = [d for d in self.pool(qid) if d not in exclude]
+        if len(pool) >= n:
+            return rng.sample(pool, n)
+        picked = list(pool)
+        self.fallbacks += n - len(picked)
+        taken = set(picked) | exclude
+        while len(picked) < n:
+            d = self.all_docs[rng.randrange(len(self.all_docs))]
+            if d not in taken:
+                picked.append(d)
+                taken.add(d)
+        return picked
+
+    def stats(self) -> dict:
+        return {"sampler": self.name, "fallback_to_random": self.fallbacks}

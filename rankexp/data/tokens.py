@@ -1,0 +1,110 @@
+"""Pre-tokenized text, cached once per (collection, tokenizer, lengths) and reused by every epoch and run.
+
+Documents and queries are tokenized without special tokens and truncated; pairs are assembled at
+collate time as ``[CLS] q [SEP] d [SEP]`` with dynamic padding to the longest pair in the batch.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+import torch
+
+from rankexp.data.collection import Collection
+from rankexp.tracking.cache import Cache
+from rankexp.utils.progress import track
+
+
+def _tokenize_all(tokenizer, ids: list[str], texts: dict[str, str], max_len: int, description: str, chunk: int = 1000):
+    lengths, flat = [], []
+    chunks = [ids[i : i + chunk] for i in range(0, len(ids), chunk)]
+    for part in track(chunks, description):
+        enc = tokenizer([texts[i] for i in part], add_special_tokens=False, truncation=True, max_length=max_len)["input_ids"]
+        for row in enc:
+            lengths.append(len(row))
+            flat.extend(row)
+    offsets = np.zeros(len(ids) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    return np.asarray(flat, dtype=np.int32), offsets
+
+
+@dataclass
+class TokenTable:
+    ids: list[str]
+    flat: np.ndarray
+    offsets: np.ndarray
+
+    def __post_init__(self):
+        self.index = {x: i for i, x in enumerate(self.ids)}
+
+    def get(self, key: str) -> np.ndarray:
+        i = self.index[key]
+        return self.flat[self.offsets[i] : self.offsets[i + 1]]
+
+    def length(self, key: str) -> int:
+        i = self.index[key]
+        return int(self.offsets[i + 1] - self.offsets[i])
+
+    def save(self, path: Path) -> None:
+        np.savez(path, flat=self.flat, offsets=self.offsets, ids=np.asarray(self.ids, dtype=object))
+
+    @classmethod
+    def load(cls, path: Path) -> "TokenTable":
+        z = np.load(path, allow_pickle=True)
+        return cls(list(z["ids"]), z["flat"], z["offsets"])
+
+
+class PairEncoder:
+    """Assembles padded pair tensors from cached token tables."""
+
+    def __init__(self, tokenizer, docs: TokenTable, queries: TokenTable, max_length: int, max_query_length: int):
+        self.docs, self.queries = docs, queries
+        self.max_length, self.max_query_length = max_length, max_query_length
+        self.cls = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+        self.sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+        self.pad = tokenizer.pad_token_id or 0
+
+    def pair_length(self, qid: str, did: str) -> int:
+        q = min(self.queries.length(qid), self.max_query_length)
+        return min(q + self.docs.length(did) + 3, self.max_length)
+
+    def encode(self, qids: Sequence[str], dids: Sequence[str]) -> dict[str, torch.Tensor]:
+        rows, types = [], []
+        for qid, did in zip(qids, dids):
+            q = self.queries.get(qid)[: self.max_query_length]
+            d = self.docs.get(did)[: self.max_length - len(q) - 3]
+            rows.append(np.concatenate([[self.cls], q, [self.sep], d, [self.sep]]))
+            types.append(len(q) + 2)
+        width = max(len(r) for r in rows)
+        input_ids = torch.full((len(rows), width), self.pad, dtype=torch.long)
+        attention = torch.zeros((len(rows), width), dtype=torch.long)
+        token_types = torch.zeros((len(rows), width), dtype=torch.long)
+        for i, (r, t) in enumerate(zip(rows, types)):
+            input_ids[i, : len(r)] = torch.from_numpy(r.astype(np.int64))
+            attention[i, : len(r)] = 1
+            token_types[i, t : len(r)] = 1
+        return {"input_ids": input_ids, "attention_mask": attention, "token_type_ids": token_types}
+
+
+def build_token_tables(collection: Collection, tokenizer, max_length: int, max_query_length: int, cache: Cache) -> tuple[TokenTable, TokenTable]:
+    key = {
+        "collection": collection.fingerprint,
+        "tokenizer": getattr(tokenizer, "name_or_path", type(tokenizer).__name__).split("site-packages/")[-1],
+        "vocab": tokenizer.vocab_size,
+        "max_length": max_length,
+        "max_query_length": max_query_length,
+    }
+
+    def build(tmp: Path) -> None:
+        doc_ids = list(collection.docs)
+        flat, off = _tokenize_all(tokenizer, doc_ids, collection.docs, max_length, f"tokenizing {collection.name} documents")
+        TokenTable(doc_ids, flat, off).save(tmp / "docs.npz")
+        qids = list(collection.queries)
+        flat, off = _tokenize_all(tokenizer, qids, collection.queries, max_query_length, "tokenizing queries")
+        TokenTable(qids, flat, off).save(tmp / "queries.npz")
+
+    path = cache.get_or_build("tokens", key, build)
+    return TokenTable.load(path / "docs.npz"), TokenTable.load(path / "queries.npz")

@@ -1,0 +1,78 @@
+"""Lightning data module: fixed training groups and length-sorted rerank pairs for dev."""
+
+from __future__ import annotations
+
+from typing import Sequence
+
+import pytorch_lightning as pl
+from torch.utils.data import DataLoader, Dataset
+
+from rankexp.data.examples import Group
+from rankexp.data.tokens import PairEncoder
+
+
+class GroupDataset(Dataset):
+    def __init__(self, groups: Sequence[Group]):
+        self.groups = list(groups)
+
+    def __len__(self) -> int:
+        return len(self.groups)
+
+    def __getitem__(self, i: int) -> Group:
+        return self.groups[i]
+
+
+class PairDataset(Dataset):
+    """(qid, doc_id) pairs sorted by pair length, so each batch pads little."""
+
+    def __init__(self, pairs: Sequence[tuple[str, str]], encoder: PairEncoder):
+        self.pairs = sorted(pairs, key=lambda p: encoder.pair_length(*p))
+
+    def __len__(self) -> int:
+        return len(self.pairs)
+
+    def __getitem__(self, i: int) -> tuple[str, str]:
+        return self.pairs[i]
+
+
+class GroupCollator:
+    def __init__(self, encoder: PairEncoder):
+        self.encoder = encoder
+
+    def __call__(self, groups: list[Group]) -> dict:
+        qids = [g.qid for g in groups]
+        doc_ids = [list(g.doc_ids) for g in groups]
+        flat_q = [g.qid for g in groups for _ in g.doc_ids]
+        flat_d = [d for g in groups for d in g.doc_ids]
+        return {"inputs": self.encoder.encode(flat_q, flat_d), "qids": qids, "doc_ids": doc_ids, "group_size": len(doc_ids[0])}
+
+
+class PairCollator:
+    def __init__(self, encoder: PairEncoder):
+        self.encoder = encoder
+
+    def __call__(self, pairs: list[tuple[str, str]]) -> dict:
+        qids = [p[0] for p in pairs]
+        dids = [p[1] for p in pairs]
+        return {"inputs": self.encoder.encode(qids, dids), "qids": qids, "dids": dids}
+
+
+def pair_loader(pairs: Sequence[tuple[str, str]], encoder: PairEncoder, batch_size: int) -> DataLoader:
+    return DataLoader(PairDataset(pairs, encoder), batch_size=batch_size, shuffle=False, collate_fn=PairCollator(encoder))
+
+
+class RankingDataModule(pl.LightningDataModule):
+    def __init__(self, groups: Sequence[Group], dev_pairs: Sequence[tuple[str, str]], encoder: PairEncoder,
+                 batch_size: int, eval_batch_size: int):
+        super().__init__()
+        self.groups, self.dev_pairs, self.encoder = groups, dev_pairs, encoder
+        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+
+    def train_dataloader(self) -> DataLoader:
+        # groups are already shuffled by the run's seed; keeping their order makes resume exact
+        return DataLoader(GroupDataset(self.groups), batch_size=self.batch_size, shuffle=False, collate_fn=GroupCollator(self.encoder))
+
+    def val_dataloader(self):
+        if not self.dev_pairs:
+            return []
+        return pair_loader(self.dev_pairs, self.encoder, self.eval_batch_size)

