@@ -86,7 +86,8 @@ def train(cfg: DictConfig, overrides: Sequence[str] = (), force: bool = False) -
 def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
     import pytorch_lightning as pl
     import torch
-    from hydra.utils import instantiate
+
+    from rankexp.config.compose import build
 
     from rankexp.data.collection import load_collection
     from rankexp.data.examples import build_groups
@@ -105,6 +106,11 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
     measures = [str(m) for m in parse_measures(list(cfg.eval.measures))]
     dev_measure = str(parse_measures([cfg.eval.dev_measure])[0])
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
+    # cheap components first, so a bad value fails before any expensive work
+    loss = build(cfg.loss, "loss")
+    first_stage = build(cfg.first_stage, "first_stage")
+    sampler = build(cfg.negatives, "negatives")
+    weighter = build(cfg.curriculum, "curriculum")
 
     # ---- data, split, first stage
     collection = load_collection(cfg.data)
@@ -112,22 +118,19 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
     rd.write_json("split.json", {"rule": "shuffle(queries with rel>=1, Random(split.seed)); test, dev, rest=train",
                                  "seed": cfg.data.split.seed, **split})
     cache = Cache(Path(cfg.paths.cache_dir))
-    first_stage = instantiate(cfg.first_stage)
     fs_run = first_stage.retrieve(collection, cache)
     timings["preprocess_first_stage_s"] = time.perf_counter() - t_start
 
     # ---- model, tokens, training groups
     t0 = time.perf_counter()
-    encoder = instantiate(cfg.model.encoder)
+    encoder = build(cfg.model.encoder, "model.encoder")
     docs_tok, queries_tok = build_token_tables(collection, encoder.tokenizer, encoder.max_length, encoder.max_query_length, cache)
     pairs = PairEncoder(encoder.tokenizer, docs_tok, queries_tok, encoder.max_length, encoder.max_query_length)
-    sampler = instantiate(cfg.negatives)
     sampler.setup(collection, fs_run)
     max_steps = int(cfg.trainer.max_steps)
     accumulate = int(cfg.trainer.get("accumulate_grad_batches", 1) or 1)
     groups = build_groups(collection, split["train"], sampler, int(cfg.train.num_negatives),
                           max_steps * int(cfg.train.batch_size) * accumulate, int(cfg.seed))
-    weighter = instantiate(cfg.curriculum)
     weighter.setup(fs_run, collection.qrels, max_steps)
 
     def candidates(qids: Sequence[str], depth: int) -> list[tuple[str, str]]:
@@ -137,7 +140,7 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
     dev_qrels = {q: collection.qrels[q] for q in split["dev"]}
     timings["preprocess_tokens_s"] = time.perf_counter() - t0
 
-    module = RankingModule(encoder, instantiate(cfg.loss), weighter, lr=float(cfg.model.lr),
+    module = RankingModule(encoder, loss, weighter, lr=float(cfg.model.lr),
                            weight_decay=float(cfg.model.weight_decay),
                            warmup_steps=int(round(float(cfg.model.warmup_ratio) * max_steps)), max_steps=max_steps,
                            dev_qrels=dev_qrels, dev_measures=(dev_measure,))

@@ -22,7 +22,7 @@ app = typer.Typer(
 
 @app.callback()
 def _root(debug: Debug = False) -> None:
-    set_debug(debug)
+    set_debug(debug, reset=True)  # one invocation's --debug never leaks into the next
 
 
 _run.register(app)

@@ -22,8 +22,8 @@ OVERRIDE_CONTEXT = {"allow_extra_args": True, "ignore_unknown_options": True}
 _state = {"debug": False}
 
 
-def set_debug(flag: bool) -> None:
-    _state["debug"] = _state["debug"] or flag
+def set_debug(flag: bool, reset: bool = False) -> None:
+    _state["debug"] = flag if reset else (_state["debug"] or flag)
 
 
 def debugging() -> bool:

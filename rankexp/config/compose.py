@@ -99,3 +99,21 @@ def run_id(cfg: DictConfig) -> str:
     if isinstance(data.get("data"), dict) and data["data"].get("path"):
         data["data"]["path"] = str(Path(data["data"]["path"]).expanduser().resolve())
     return stable_hash(data, 10)
+
+
+def build(node, what: str, **kwargs):
+    """``hydra.utils.instantiate`` with the cause of a failure reported as one line naming the group."""
+    from hydra.errors import InstantiationException
+    from hydra.utils import instantiate
+
+    from rankexp.errors import RankexpError
+
+    try:
+        return instantiate(node, **kwargs)
+    except InstantiationException as e:
+        cause = e.__cause__
+        if isinstance(cause, RankexpError):
+            raise cause from None
+        if cause is not None:
+            raise ConfigError(f"{what}: {one_line(cause)}") from cause
+        raise ConfigError(f"{what}: {one_line(e)}") from e

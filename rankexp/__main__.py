@@ -1,0 +1,3 @@
+from rankexp.cli import main
+
+main()

@@ -1,0 +1,126 @@
+"""`rankexp train` end to end on a slice of vaswani with a tiny random BERT."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+from typer.testing import CliRunner
+
+from rankexp.cli import app
+from rankexp.eval.measures import evaluate
+from rankexp.eval.trec_io import read_run
+from rankexp.tracking.rundir import read_perquery
+from tests.conftest import fast_overrides
+
+CONTRACT = ["config.yaml", "overrides.txt", "env.json", "split.json", "run.trec", "metrics.json", "perquery.tsv", "history.jsonl", "status"]
+
+
+@pytest.fixture(scope="module")
+def first_run(vaswani_slice, tmp_path_factory):
+    out = tmp_path_factory.mktemp("out")
+    result = CliRunner().invoke(app, ["train", *fast_overrides(vaswani_slice, out)])
+    assert result.exit_code == 0, result.output
+    run_dirs = list((out / "runs").iterdir())
+    assert len(run_dirs) == 1
+    return out, run_dirs[0], result.output
+
+
+def test_run_directory_contract(first_run):
+    out, rd, output = first_run
+    for name in CONTRACT:
+        assert (rd / name).is_file(), name
+    assert (rd / "checkpoints").is_dir() and (rd / "checkpoints" / "best.ckpt").is_file()
+    assert not (rd / "checkpoints" / "last.ckpt").exists()  # deleted once complete
+    assert (rd / "status").read_text().strip() == "complete"
+    assert not [p for p in rd.rglob("*.tmp")], "no temp files left behind"
+    env = json.loads((rd / "env.json").read_text())
+    assert env["seed"] == 42 and env["versions"]["torch"].startswith("2.13")
+    assert "nDCG@10" in output and "bm25" in output
+
+
+def test_metrics_keys_and_rerun_equality(first_run, vaswani_slice):
+    out, rd, _ = first_run
+    m = json.loads((rd / "metrics.json").read_text())
+    assert m["provider"] == "pytrec_eval"
+    assert set(m["model"]) == {"nDCG@10", "RR@10", "AP", "R@100"}
+    assert m["baseline"]["name"] == "bm25" and "nDCG@10" in m["baseline"]
+    split = json.loads((rd / "split.json").read_text())
+    assert m["queries"]["test"] == len(split["test"]) == m["queries"]["evaluated"]
+    assert not set(split["test"]) & set(split["train"])
+    # run.trec parses and re-evaluates to exactly metrics.json
+    from rankexp.data.collection import read_qrels
+
+    qrels = read_qrels(vaswani_slice / "qrels.txt")
+    ev = evaluate(read_run(rd / "run.trec"), qrels, list(m["model"]), qids=split["test"], complete=True)
+    for k, v in m["model"].items():
+        assert ev.aggregate[k] == pytest.approx(v, abs=1e-12), k
+    pq = read_perquery(rd / "perquery.tsv")
+    assert set(pq) == {"model", "bm25"}
+    assert sum(pq["model"]["AP"].values()) / len(pq["model"]["AP"]) == pytest.approx(m["model"]["AP"])
+    # the candidates are the same: recall at the rerank depth cannot change by reranking
+    assert m["model"]["R@100"] == pytest.approx(m["baseline"]["R@100"])
+    hist = [json.loads(l) for l in (rd / "history.jsonl").read_text().splitlines()]
+    assert any("train/loss" in h for h in hist) and any("val/nDCG@10" in h for h in hist)
+
+
+def test_second_run_reuses_cache_and_same_config_is_skipped(first_run, vaswani_slice):
+    out, rd, _ = first_run
+    runner = CliRunner()
+    again = runner.invoke(app, ["train", *fast_overrides(vaswani_slice, out)])
+    assert again.exit_code == 0 and "already complete" in again.output
+    other = runner.invoke(app, ["train", *fast_overrides(vaswani_slice, out), "seed=7"])
+    assert other.exit_code == 0, other.output
+    rd2 = next(p for p in (out / "runs").iterdir() if p != rd)
+    cache = {e["kind"]: e for e in json.loads((rd2 / "metrics.json").read_text())["cache"]}
+    assert cache["bm25_index"]["hit"] and cache["bm25_run"]["hit"] and cache["tokens"]["hit"]
+    first = {e["kind"]: e for e in json.loads((rd / "metrics.json").read_text())["cache"]}
+    assert not first["bm25_run"]["hit"]
+    # same split regardless of the training seed: paired comparisons are possible
+    assert json.loads((rd / "split.json").read_text())["test"] == json.loads((rd2 / "split.json").read_text())["test"]
+
+
+def test_training_changes_parameters(vaswani_slice, tmp_path):
+    """A direct library run: trainable parameters of the encoder move."""
+    import torch
+
+    from rankexp import api
+
+    cfg = api.compose(fast_overrides(vaswani_slice, tmp_path, **{"trainer.max_steps": 3, "train.val_every_n_steps": 3}))
+    torch.manual_seed(int(cfg.seed))
+    from hydra.utils import instantiate
+
+    init = instantiate(cfg.model.encoder).state_dict()
+    res = api.train(cfg)
+    trained = torch.load(res.path / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    changed = [k for k, v in init.items() if not torch.equal(v, trained[f"encoder.{k}"])]
+    assert len(changed) > len(init) // 2
+
+
+def test_subprocess_console_script(vaswani_slice, tmp_path):
+    env = dict(os.environ, RANKEXP_PROGRESS="0")
+    proc = subprocess.run([sys.executable, "-m", "rankexp", "train", *fast_overrides(vaswani_slice, tmp_path, **{"trainer.max_steps": 2, "train.val_every_n_steps": 2})],
+                          capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr
+    (rd,) = list((tmp_path / "runs").iterdir())
+    assert (rd / "status").read_text().strip() == "complete"
+    ev = subprocess.run([sys.executable, "-m", "rankexp", "eval", str(rd / "run.trec"), "--qrels", str(vaswani_slice / "qrels.txt"),
+                         "--measures", "nDCG@10 AP", "--format", "json"], capture_output=True, text=True, env=env, timeout=120)
+    assert ev.returncode == 0, ev.stderr
+    assert '"nDCG@10"' in ev.stdout
+
+
+@pytest.mark.wandb
+def test_wandb_offline_sink(vaswani_slice, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    from rankexp import api
+
+    cfg = api.compose(fast_overrides(vaswani_slice, tmp_path, logger="wandb", **{"trainer.max_steps": 2, "train.val_every_n_steps": 2}))
+    res = api.train(cfg)
+    assert (res.path / "metrics.json").exists()
+    runs = list((tmp_path / "wandb").glob(f"offline-run-*-{res.run_id}"))
+    assert runs and list(runs[0].glob("*.wandb")), "an offline W&B run is written for later `wandb sync`"
