@@ -143,7 +143,8 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
     module = RankingModule(encoder, loss, weighter, lr=float(cfg.model.lr),
                            weight_decay=float(cfg.model.weight_decay),
                            warmup_steps=int(round(float(cfg.model.warmup_ratio) * max_steps)), max_steps=max_steps,
-                           dev_qrels=dev_qrels, dev_measures=(dev_measure,))
+                           dev_qrels=dev_qrels, dev_measures=(dev_measure,),
+                           length_buckets=int(cfg.train.length_buckets))
     dm = RankingDataModule(groups, dev_pairs, pairs, int(cfg.train.batch_size), int(cfg.eval.batch_size))
 
     # ---- trainer

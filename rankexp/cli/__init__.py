@@ -8,6 +8,7 @@ from rankexp.cli import config as _config
 from rankexp.cli import data as _data
 from rankexp.cli import evaluate as _evaluate
 from rankexp.cli import run as _run
+from rankexp.cli import sweep as _sweep
 from rankexp.cli._common import Debug, set_debug
 
 app = typer.Typer(
@@ -26,6 +27,7 @@ def _root(debug: Debug = False) -> None:
 
 
 _run.register(app)
+_sweep.register(app)
 _evaluate.register(app)
 app.add_typer(_config.app, name="config", help="Show the composed configuration and the config groups.", rich_help_panel="Inspect")
 app.add_typer(_data.app, name="data", help="List collections and show their statistics.", rich_help_panel="Inspect")

@@ -22,8 +22,10 @@ class RankingModule(pl.LightningModule):
 
     def __init__(self, encoder: torch.nn.Module, loss: RankingLoss, weighter: Weighter | None = None,
                  lr: float = 3e-5, weight_decay: float = 0.01, warmup_steps: int = 0, max_steps: int = 100,
-                 dev_qrels: Mapping[str, Mapping[str, int]] | None = None, dev_measures: tuple[str, ...] = ("nDCG@10",)):
+                 dev_qrels: Mapping[str, Mapping[str, int]] | None = None, dev_measures: tuple[str, ...] = ("nDCG@10",),
+                 length_buckets: int = 4):
         super().__init__()
+        self.length_buckets = max(1, int(length_buckets))
         self.encoder, self.loss_fn = encoder, loss
         self.weighter = weighter or UniformWeighter()
         self.lr, self.weight_decay, self.warmup_steps, self.max_steps = lr, weight_decay, warmup_steps, max_steps
@@ -32,7 +34,22 @@ class RankingModule(pl.LightningModule):
         self.last_dev: dict[str, float] = {}
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        return self.encoder(**inputs)
+        """Scores ``[N]``. The pairs are sorted by length and encoded in ``length_buckets`` chunks,
+        each trimmed to its own longest pair, so short pairs do not pay for the batch's longest one
+        (the scores are the same as one padded batch; only the padding work is saved)."""
+        mask = inputs["attention_mask"]
+        n = mask.shape[0]
+        if self.length_buckets <= 1 or n < 2 * self.length_buckets:
+            return self.encoder(**inputs)
+        lengths = mask.sum(dim=1)
+        order = torch.argsort(lengths)
+        scores = torch.empty(n, dtype=torch.float32, device=mask.device)
+        out = []
+        for chunk in torch.chunk(order, self.length_buckets):
+            width = int(lengths[chunk].max())
+            out.append((chunk, self.encoder(**{k: v[chunk, :width] for k, v in inputs.items()})))
+        scores = torch.cat([s for _, s in out]).float()
+        return scores[torch.argsort(torch.cat([c for c, _ in out]))]
 
     # ------------------------------------------------------------------ train
     def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:

@@ -1,0 +1,254 @@
+"""Sweeps: Hydra multirun members recorded in ``outputs/sweeps/<name>/``.
+
+Layout of a sweep directory::
+
+    sweep.json          name, the sweep's overrides, launcher, and its members (overrides → run id,
+                        status, what the last launch did: ran / resumed / skipped / failed)
+    members/<n>.json    one record per member, written by the member itself (atomic)
+    plan.json           the members a dry run expanded (overrides → run id), before anything ran
+    sweep.log           the member processes' output
+    hydra/              Hydra's own per-job directories
+
+Each member is a normal run (``outputs/runs/<run_id>``): a re-launched sweep skips complete
+members, resumes members that were cut off from ``checkpoints/last.ckpt``, and runs the rest.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+from filelock import FileLock
+from omegaconf import DictConfig
+
+from rankexp.utils.hashing import stable_hash
+from rankexp.utils.io import read_json, write_json
+
+log = logging.getLogger(__name__)
+
+ENV_DIR, ENV_DRY, ENV_FORCE = "RANKEXP_SWEEP_DIR", "RANKEXP_SWEEP_DRY_RUN", "RANKEXP_FORCE"
+
+
+def sweep_name(overrides: list[str]) -> str:
+    """A readable, stable default name: the experiment (if any) plus a hash of the overrides."""
+    exp = next((o.split("=", 1)[1] for o in overrides if o.startswith("experiment=")), None)
+    return f"{exp or 'sweep'}-{stable_hash(sorted(overrides), 8)}"
+
+
+def _task_overrides() -> list[str]:
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return list(HydraConfig.get().overrides.task)
+    except Exception:
+        return []
+
+
+def _job_num() -> int:
+    from hydra.core.hydra_config import HydraConfig
+
+    try:
+        return int(HydraConfig.get().job.num)
+    except Exception:
+        return 0
+
+
+def run_member(cfg: DictConfig) -> float | None:
+    """Run (or, in a dry run, only identify) one member; record it; never raise into Hydra."""
+    from rankexp import api
+    from rankexp.cli._common import quiet_libraries
+    from rankexp.errors import one_line
+
+    quiet_libraries(lightning=not os.environ.get(ENV_DRY))
+    sweep_dir = Path(os.environ[ENV_DIR]) if os.environ.get(ENV_DIR) else None
+    overrides = _task_overrides()
+    num = _job_num()
+    rd = api.rundir_for(cfg)
+    record: dict[str, Any] = {"num": num, "overrides": overrides, "run_id": rd.run_id, "run_dir": str(rd.path)}
+    if os.environ.get(ENV_DRY):
+        record["status"] = rd.state() or "new"
+        if sweep_dir:
+            write_json(sweep_dir / "plan" / f"{num}.json", record)
+        return None
+    before = rd.state()
+    resumable = (rd.checkpoints / "last.ckpt").exists()
+    record.update(status="running", started=time.time())
+    _record(sweep_dir, record)
+    try:
+        result = api.train(cfg, overrides, force=bool(os.environ.get(ENV_FORCE)))
+        record.update(status="complete", action="skipped" if result.skipped else ("resumed" if resumable and before != "complete" else "ran"))
+        dev = (result.metrics.get("dev") or {}).get("best")
+        objective = float(dev) if dev is not None else float(next(iter(result.metrics["model"].values())))
+    except BaseException as e:  # task wrapper: one failed member does not stop the sweep
+        record.update(status="failed", action="failed", reason=one_line(e) or type(e).__name__)
+        if os.environ.get("RANKEXP_DEBUG") or isinstance(e, KeyboardInterrupt):
+            _record(sweep_dir, record)
+            raise
+        objective = float("nan")
+        print(f"member {num} ({' '.join(overrides)}): failed: {record['reason']}", flush=True)
+    record["finished"] = time.time()
+    _record(sweep_dir, record)
+    return objective if not math.isnan(objective) else None
+
+
+def _record(sweep_dir: Path | None, record: dict) -> None:
+    if sweep_dir is None:
+        return
+    write_json(sweep_dir / "members" / f"{record['num']}.json", record)
+    write_index(sweep_dir)
+
+
+def read_records(folder: Path) -> list[dict]:
+    out = []
+    for f in sorted(folder.glob("*.json"), key=lambda p: int(p.stem) if p.stem.isdigit() else 0):
+        try:
+            out.append(read_json(f))
+        except (json.JSONDecodeError, OSError):
+            continue
+    return out
+
+
+def write_index(sweep_dir: Path) -> dict:
+    """Assemble ``sweep.json`` from the sweep config and member records (under a lock)."""
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    with FileLock(str(sweep_dir / ".sweep.lock")):
+        meta = read_json(sweep_dir / "meta.json") if (sweep_dir / "meta.json").exists() else {}
+        members = read_records(sweep_dir / "members")
+        planned = {m["num"]: m for m in read_records(sweep_dir / "plan")}
+        by_num = {m["num"]: m for m in members}
+        merged = [by_num.get(n, {**p, "status": "queued" if p["status"] != "complete" else "complete"}) for n, p in sorted(planned.items())]
+        merged += [m for n, m in sorted(by_num.items()) if n not in planned]
+        for m in merged:  # the run directory is the source of truth for a member's status
+            status_file = Path(m["run_dir"]) / "status"
+            if status_file.exists() and m.get("status") not in ("running",):
+                m["status"] = status_file.read_text().strip().split(":", 1)[0]
+        index = {**meta, "members": merged}
+        write_json(sweep_dir / "sweep.json", index)
+        return index
+
+
+LAUNCHERS = ("basic", "joblib", "submitit_local", "submitit_slurm")
+
+
+def hydra_command(overrides: list[str], sweep_dir: Path, launcher: str = "basic", jobs: int | None = None) -> list[str]:
+    import sys
+
+    from rankexp.errors import ConfigError
+
+    if launcher not in LAUNCHERS:
+        raise ConfigError(f"--launcher must be one of {', '.join(LAUNCHERS)}, got {launcher!r}")
+    extra = [f"hydra.sweep.dir={sweep_dir / 'hydra'}", "hydra.sweep.subdir=${hydra.job.num}", "hydra.job.chdir=false",
+             "hydra/job_logging=none", "hydra/hydra_logging=none"]
+    if launcher != "basic" and not any(o.startswith("hydra/launcher=") for o in overrides):
+        extra.append(f"hydra/launcher={launcher}")
+        if launcher == "joblib" and jobs:
+            extra.append(f"hydra.launcher.n_jobs={jobs}")
+        if launcher.startswith("submitit"):
+            extra.append(f"hydra.launcher.submitit_folder={sweep_dir / 'submitit' / '%j'}")
+    return [sys.executable, "-m", "rankexp.hydra_app", "-m", *overrides, *extra]
+
+
+def check_overrides(overrides: list[str]) -> None:
+    """Reject what would break a multirun before launching anything (and catch typos early)."""
+    from rankexp import api
+    from rankexp.errors import ConfigError
+
+    single = [o.split("=", 1)[0] + "=" + _first_value(o.split("=", 1)[1]) if "=" in o else o
+              for o in overrides if not o.startswith("hydra")]
+    cfg = api.compose([o for o in single if not o.endswith("=__skip__")])
+    strategy = str(cfg.trainer.get("strategy", "auto"))
+    if strategy == "ddp":
+        raise ConfigError("trainer.strategy=ddp re-launches the whole sweep per rank inside a multirun; "
+                          "use trainer.strategy=ddp_spawn, or one process per member (--launcher joblib/submitit)")
+
+
+def _first_value(value: str) -> str:
+    """The first member of a sweep value (for a quick single-config check)."""
+    import re
+
+    m = re.match(r"^(?:choice|range)\((.*)\)$", value)
+    if m:
+        inner = m.group(1).split(",")[0].strip()
+        return inner
+    if value.startswith(("glob(", "interval(", "tag(")):
+        return "__skip__"
+    from rankexp.config.compose import _has_top_level_comma
+
+    if _has_top_level_comma(value):
+        depth, quote, cur = 0, None, ""
+        for ch in value:
+            if quote:
+                quote = None if ch == quote else quote
+            elif ch in "'\"":
+                quote = ch
+            elif ch in "[{(":
+                depth += 1
+            elif ch in "]})":
+                depth -= 1
+            elif ch == "," and depth == 0:
+                return cur
+            cur += ch
+    return value
+
+
+def launch(overrides: list[str], name: str | None = None, output_dir: Path | None = None, launcher: str = "basic",
+           jobs: int | None = None, dry_run: bool = False, force: bool = False, on_poll=None, poll_s: float = 1.0) -> tuple[Path, int]:
+    """Run the sweep in a subprocess; return (sweep_dir, exit code). ``on_poll(index)`` is called
+    with the current ``sweep.json`` content while it runs (the CLI's live view)."""
+    import shutil
+    import subprocess
+
+    from rankexp import api
+
+    overrides = list(overrides)
+    check_overrides(overrides)
+    out = Path(output_dir) if output_dir else Path(api.compose([o for o in overrides if o.startswith("paths.")]).paths.output_dir)
+    name = name or sweep_name(overrides)
+    sweep_dir = (out / "sweeps" / name).resolve()
+    sweep_dir.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ, **{ENV_DIR: str(sweep_dir)})
+    env.pop(ENV_FORCE, None)
+    if force:
+        env[ENV_FORCE] = "1"
+    optuna = any(o.startswith("hydra/sweeper=") for o in overrides)
+    # 1. expand the members (same Hydra sweep grammar, basic launcher, compose only)
+    if not optuna:
+        shutil.rmtree(sweep_dir / "plan", ignore_errors=True)
+        dry_env = dict(env, **{ENV_DRY: "1"})
+        proc = subprocess.run(hydra_command(overrides, sweep_dir / ".dry", "basic"), env=dry_env, capture_output=True, text=True)
+        shutil.rmtree(sweep_dir / ".dry", ignore_errors=True)
+        if proc.returncode != 0:
+            from rankexp.errors import ConfigError, one_line
+
+            tail = [l for l in (proc.stderr or proc.stdout).splitlines() if l.strip()]
+            raise ConfigError(f"sweep overrides do not expand: {tail[-1] if tail else 'hydra failed'}")
+    write_json(sweep_dir / "meta.json", {"name": name, "overrides": overrides, "launcher": launcher, "jobs": jobs,
+                                         "command": "rankexp sweep " + " ".join(overrides), "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
+    index = write_index(sweep_dir)
+    if dry_run:
+        return sweep_dir, 0
+    # 2. run them
+    env.setdefault("RANKEXP_PROGRESS", "0")
+    with open(sweep_dir / "sweep.log", "a", encoding="utf-8") as logf:
+        proc = subprocess.Popen(hydra_command(overrides, sweep_dir, launcher, jobs), env=env, stdout=logf, stderr=subprocess.STDOUT,
+                                start_new_session=True)
+        try:
+            while proc.poll() is None:
+                if on_poll:
+                    on_poll(write_index(sweep_dir))
+                time.sleep(poll_s)
+        except KeyboardInterrupt:
+            import signal
+
+            os.killpg(proc.pid, signal.SIGINT)
+            proc.wait()
+            raise
+    index = write_index(sweep_dir)
+    if on_poll:
+        on_poll(index)
+    return sweep_dir, proc.returncode
