@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import typer
 
+from rankexp.cli import compare as _compare
 from rankexp.cli import config as _config
 from rankexp.cli import data as _data
 from rankexp.cli import evaluate as _evaluate
+from rankexp.cli import report as _report
 from rankexp.cli import run as _run
 from rankexp.cli import sweep as _sweep
 from rankexp.cli._common import Debug, set_debug
@@ -29,6 +31,8 @@ def _root(debug: Debug = False) -> None:
 _run.register(app)
 _sweep.register(app)
 _evaluate.register(app)
+_compare.register(app)
+_report.register(app)
 app.add_typer(_config.app, name="config", help="Show the composed configuration and the config groups.", rich_help_panel="Inspect")
 app.add_typer(_data.app, name="data", help="List collections and show their statistics.", rich_help_panel="Inspect")
 

@@ -1,0 +1,254 @@
+"""``rankexp compare``: seed groups, mean/std/CI, paired tests on per-query means, Holm, formats, --runs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+from scipy import stats
+from typer.testing import CliRunner
+
+from rankexp.cli import app
+from rankexp.eval import significance
+from rankexp.eval.correlation import run_correlation
+from rankexp.eval.trec_io import read_run
+from rankexp.tracking.rundir import read_perquery
+from tests.conftest import fast_overrides
+
+runner = CliRunner()
+LOSSES = ("pairwise", "listwise")
+SEEDS = (1, 2)
+
+
+def fixture_runs(tmp_path_factory, vaswani_slice) -> tuple[Path, dict[tuple[str, int], Path]]:
+    """2 losses × 2 seeds, trained once per session: the output dir is the same for every module,
+    and a complete run (same config = same run id) is skipped, so a second caller pays nothing."""
+    from rankexp import api
+    from rankexp.cli._common import quiet_libraries
+
+    import torch
+
+    quiet_libraries(lightning=True)
+    out = tmp_path_factory.getbasetemp() / "compare_fixture_runs"
+    runs = {}
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # a tiny model: more threads only spin against each other on a shared 2-core box
+    try:
+        for loss in LOSSES:
+            for seed in SEEDS:
+                ovr = fast_overrides(vaswani_slice, out, seed=seed, loss=loss)
+                runs[(loss, seed)] = api.train(api.compose(ovr), ovr).path
+    finally:
+        torch.set_num_threads(threads)
+    return out, runs
+
+
+@pytest.fixture(scope="module")
+def fx(tmp_path_factory, vaswani_slice):
+    return fixture_runs(tmp_path_factory, vaswani_slice)
+
+
+def write_sweep(out: Path, name: str, run_dirs: list[Path], extra_members: list[dict] = ()) -> Path:
+    d = out / "sweeps" / name
+    d.mkdir(parents=True, exist_ok=True)
+    members = [{"overrides": [], "run_id": p.name, "run_dir": str(p)} for p in run_dirs] + list(extra_members)
+    (d / "sweep.json").write_text(json.dumps({"name": name, "overrides": ["loss=pairwise,listwise", "seed=1,2"],
+                                              "launcher": "basic", "members": members}))
+    return d
+
+
+def invoke(*args, out: Path | None = None):
+    env = {"RANKEXP_OUTPUT": str(out)} if out else {}
+    return runner.invoke(app, ["compare", *map(str, args)], env=env)
+
+
+def as_json(*args, out: Path | None = None) -> dict:
+    res = invoke(*args, "--format", "json", out=out)
+    assert res.exit_code == 0, res.output
+    return json.loads(res.stdout)
+
+
+def test_groups_by_seed_with_readable_labels(fx):
+    out, runs = fx
+    data = as_json(out / "runs")
+    groups = {s["label"]: s for s in data["systems"] if s["kind"] == "group"}
+    assert set(groups) == {"loss=pairwise", "loss=listwise"}
+    for loss in LOSSES:
+        g = groups[f"loss={loss}"]
+        assert sorted(g["run_ids"]) == sorted(runs[(loss, s)].name for s in SEEDS)
+        assert sorted(g["seeds"]) == list(SEEDS) and g["n_seeds"] == 2
+    assert [s["label"] for s in data["systems"] if s["kind"] == "first_stage"] == ["bm25"]
+    assert data["baseline"] == "bm25" and "loss._target_" in data["differing_keys"] and "seed" not in data["differing_keys"]
+
+
+def test_mean_std_ci_recomputed_from_metrics_json(fx):
+    out, runs = fx
+    data = as_json(out / "runs")
+    for s in data["systems"]:
+        if s["kind"] != "group":
+            continue
+        loss = s["label"].split("=")[1]
+        for m, got in s["measures"].items():
+            vals = [json.loads((runs[(loss, seed)] / "metrics.json").read_text())["model"][m] for seed in SEEDS]
+            mean = (vals[0] + vals[1]) / 2
+            std = math.sqrt(((vals[0] - mean) ** 2 + (vals[1] - mean) ** 2) / 1)  # ddof=1, n=2
+            half = stats.t.ppf(0.975, 1) * std / math.sqrt(2)
+            assert got["mean"] == pytest.approx(mean, abs=1e-12)
+            assert got["std"] == pytest.approx(std, abs=1e-12)
+            assert got["ci95_low"] == pytest.approx(mean - half, abs=1e-9)
+            assert got["ci95_high"] == pytest.approx(mean + half, abs=1e-9)
+
+
+def _perquery_means(runs, loss, system, measure):
+    tables = [read_perquery(runs[(loss, s)] / "perquery.tsv")[system][measure] for s in SEEDS]
+    return {q: (tables[0][q] + tables[1][q]) / 2 for q in tables[0]}
+
+
+def _holm(ps):
+    m = len(ps)
+    order = sorted(range(m), key=lambda i: ps[i])
+    adj, running = [0.0] * m, 0.0
+    for rank, i in enumerate(order):
+        running = max(running, min(1.0, (m - rank) * ps[i]))
+        adj[i] = running
+    return adj
+
+
+def test_pvalues_are_paired_ttests_on_perquery_means_with_holm(fx):
+    out, runs = fx
+    measures = ["nDCG@10", "AP"]
+    data = as_json(out / "runs", "--measures", "nDCG@10 AP")
+    comps = data["comparisons"]
+    assert len(comps) == len(LOSSES) * len(measures) and all(c["baseline"] == "bm25" for c in comps)
+    assert "per-query means over seeds" in data["tests_on"]
+    expected_p = []
+    for c in comps:
+        loss = c["system"].split("=")[1]
+        a = _perquery_means(runs, loss, "model", c["measure"])
+        b = read_perquery(runs[(loss, 1)] / "perquery.tsv")["bm25"][c["measure"]]
+        qids = sorted(a)
+        r = significance.paired_ttest([a[q] for q in qids], [b[q] for q in qids])
+        assert c["p_value"] == pytest.approx(r.p_value, rel=1e-12)
+        assert c["mean_diff"] == pytest.approx(float(np.mean([a[q] - b[q] for q in qids])), abs=1e-12)
+        assert c["n_queries"] == len(qids)
+        expected_p.append(r.p_value)
+    for c, adj in zip(comps, _holm(expected_p)):  # corrected across all comparisons
+        assert c["p_adjusted"] == pytest.approx(adj, rel=1e-12)
+        assert c["significant"] == (adj <= 0.05)
+        assert c["marker"] == ("" if not c["significant"] else "▲" if c["mean_diff"] > 0 else "▼")
+    none = as_json(out / "runs", "--measures", "nDCG@10 AP", "--correction", "none")
+    assert [c["p_adjusted"] for c in none["comparisons"]] == pytest.approx(expected_p, rel=1e-12)
+
+
+def test_baseline_choices_and_other_tests(fx):
+    out, runs = fx
+    pair_ids = sorted(runs[("pairwise", s)].name for s in SEEDS)
+    for spec in ("loss=pairwise", runs[("pairwise", 2)].name, "loss._target_=RankNetLoss"):
+        data = as_json(out / "runs", "--baseline", spec, "--measures", "nDCG@10")
+        base = [s for s in data["systems"] if s["label"] == data["baseline"]][0]
+        assert sorted(base["run_ids"]) == pair_ids, spec
+        assert {c["system"] for c in data["comparisons"]} == {"loss=listwise", "bm25"}
+    r1 = as_json(out / "runs", "--test", "randomization", "--measures", "AP")
+    r2 = as_json(out / "runs", "--test", "randomization", "--measures", "AP")
+    assert [c["p_value"] for c in r1["comparisons"]] == [c["p_value"] for c in r2["comparisons"]]  # seeded
+    assert all(c["test"] == "randomization" and 0 < c["p_value"] <= 1 for c in r1["comparisons"])
+    w = as_json(out / "runs", "--test", "wilcoxon", "--correction", "bonferroni", "--measures", "AP")
+    assert all(c["p_adjusted"] == pytest.approx(min(1, 2 * c["p_value"])) for c in w["comparisons"])
+    bad = invoke(out / "runs", "--baseline", "loss=nonexistent")
+    assert bad.exit_code != 0 and "--baseline" in bad.stderr and len(bad.stderr.strip().splitlines()) == 1
+
+
+def test_table_output_has_markers_legend_and_seed_line(fx):
+    out, _ = fx
+    res = runner.invoke(app, ["compare", str(out / "runs"), "--measures", "nDCG@10 AP"], env={"COLUMNS": "160"})
+    assert res.exit_code == 0, res.output
+    text = res.stdout
+    assert "loss=pairwise" in text and "loss=listwise" in text and "bm25" in text
+    assert "▲/▼: significantly better/worse than bm25" in text and "holm" in text
+    assert "tests on per-query means over 2 seeds" in text and "6 queries" in text
+    assert "system orderings" in text and "Kendall" in text and "RBO" in text
+
+
+def test_formats_parse(fx):
+    out, _ = fx
+    res = invoke(out / "runs", "--format", "csv", "--measures", "nDCG@10 AP")
+    assert res.exit_code == 0, res.output
+    rows = list(csv.DictReader(io.StringIO(res.stdout)))
+    assert len(rows) == 3 * 2 and {r["system"] for r in rows} == {"loss=pairwise", "loss=listwise", "bm25"}
+    assert all(float(r["mean"]) >= 0 for r in rows) and {r["measure"] for r in rows} == {"nDCG@10", "AP"}
+
+    md = invoke(out / "runs", "--format", "markdown", "--measures", "nDCG@10 AP").stdout
+    table = [l for l in md.splitlines() if l.startswith("| system | seeds")]
+    assert table and "nDCG@10" in table[0] and "**" in md and "tests on per-query means over 2 seeds" in md
+    body = md.split("\n\n")[0].splitlines()
+    assert len(body) == 2 + 3 and all(l.count("|") == body[0].count("|") for l in body)
+
+    tex = invoke(out / "runs", "--format", "latex", "--measures", "nDCG@10 AP").stdout
+    assert "\\begin{tabular}{lrrr}" in tex and "\\end{tabular}" in tex and "\\textbf{" in tex
+    rows = [l for l in tex.splitlines() if l.endswith("\\\\")]
+    assert len(rows) == 1 + 3 and all(l.count("&") == 3 for l in rows)
+
+    bad = invoke(out / "runs", "--format", "xml")
+    assert bad.exit_code != 0 and "--format" in bad.stderr
+
+
+def test_sweep_names_run_ids_and_incomplete_runs(fx, tmp_path):
+    _, runs = fx
+    out = tmp_path / "outputs"
+    copies = []
+    for (loss, seed), p in runs.items():
+        shutil.copytree(p, out / "runs" / p.name)
+        copies.append(out / "runs" / p.name)
+    failed, running = runs[("listwise", 2)].name, runs[("pairwise", 2)].name
+    (out / "runs" / failed / "status").write_text("failed: interrupted\n")
+    (out / "runs" / running / "status").write_text("running\n")
+    write_sweep(out, "losses", copies, [{"overrides": ["seed=3"], "run_id": "0000000000", "run_dir": str(out / "runs" / "0000000000")}])
+
+    res = invoke("losses", "--format", "json", out=out)
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    used = {rid for s in data["systems"] if s["kind"] == "group" for rid in s["run_ids"]}
+    assert used == {runs[("pairwise", 1)].name, runs[("listwise", 1)].name}
+    assert {e["run"] for e in data["excluded"]} == {failed, running, "0000000000"}
+    warning = " ".join(res.stderr.split())
+    assert "not complete" in warning and failed in warning and running in warning and "failed" in warning
+
+    by_id = as_json(runs[("pairwise", 1)].name[:6], runs[("listwise", 1)].name, out=out)  # prefix and full id
+    assert sorted(s["run_ids"][0] for s in by_id["systems"] if s["kind"] == "group") == \
+        sorted([runs[("pairwise", 1)].name, runs[("listwise", 1)].name])
+    only_bad = invoke(failed, out=out)
+    assert only_bad.exit_code != 0 and "no complete runs" in only_bad.stderr
+
+
+def test_unknown_run_is_one_line_error(fx, tmp_path):
+    res = invoke("feedfacecafe", out=tmp_path)
+    assert res.exit_code != 0
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "unknown run or sweep 'feedfacecafe'" in lines[0] and "Traceback" not in res.output
+
+
+def test_runs_mode_per_query_correlation(fx):
+    _, runs = fx
+    a, b = runs[("pairwise", 1)] / "run.trec", runs[("listwise", 1)] / "run.trec"
+    res = runner.invoke(app, ["compare", "--runs", str(a), str(b), "--format", "json"])
+    assert res.exit_code == 0, res.output
+    data = json.loads(res.stdout)
+    expected = run_correlation(read_run(a), read_run(b))
+    assert set(data["per_query"]) == set(expected)
+    for q, v in expected.items():
+        for k in ("kendall_tau", "tau_ap", "rbo"):
+            assert data["per_query"][q][k] == pytest.approx(v[k], abs=1e-12)
+    for k in ("kendall_tau", "tau_ap", "rbo"):
+        assert data["means"][k] == pytest.approx(np.nanmean([v[k] for v in expected.values()]), abs=1e-12)
+    table = runner.invoke(app, ["compare", "--runs", str(a), str(b)], env={"COLUMNS": "160"})
+    assert table.exit_code == 0 and "mean" in table.stdout and "τ_ap" in table.stdout
+    csv_rows = list(csv.DictReader(io.StringIO(runner.invoke(app, ["compare", "--runs", str(a), str(b), "-f", "csv"]).stdout)))
+    assert csv_rows[-1]["query_id"] == "mean" and len(csv_rows) == len(expected) + 1
+    missing = runner.invoke(app, ["compare", "--runs", str(a), "/nonexistent.trec"])
+    assert missing.exit_code != 0 and "run file not found" in missing.stderr

@@ -1,0 +1,101 @@
+"""``rankexp report``: self-contained HTML (table, markers, inlined plots, config diff) and the W&B spec offline."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+from typer.testing import CliRunner
+
+from rankexp.cli import app
+from tests.test_compare import fixture_runs, write_sweep
+
+runner = CliRunner()
+
+
+@pytest.fixture(scope="module")
+def fx(tmp_path_factory, vaswani_slice):
+    out, runs = fixture_runs(tmp_path_factory, vaswani_slice)  # the same runs as test_compare: trained once
+    sweep_out = tmp_path_factory.mktemp("report_outputs")
+    sweep_dir = write_sweep(sweep_out, "losses", list(runs.values()))
+    return out, runs, sweep_out, sweep_dir
+
+
+def test_html_report_for_a_sweep(fx):
+    out, runs, sweep_out, sweep_dir = fx
+    res = runner.invoke(app, ["report", "losses", "--measures", "nDCG@10 AP"], env={"RANKEXP_OUTPUT": str(sweep_out)})
+    assert res.exit_code == 0, res.output
+    html_path = sweep_dir / "report" / "report.html"  # default: the sweep's report/
+    assert html_path.is_file() and str(html_path.name) in res.stdout
+    assert not [p for p in html_path.parent.iterdir() if p.name.endswith(".tmp")]  # written atomically
+    html = html_path.read_text()
+    assert '<table class="comparison">' in html and "loss=pairwise" in html and "loss=listwise" in html
+    assert html.count('<img src="data:image/png;base64,') >= 3  # point plot, per-query deltas, curves
+    assert "tests on per-query means over 2 seeds" in html and "(baseline)" in html
+    assert "loss._target_" in html and "RankNetLoss" in html  # the config diff
+    assert "http://" not in html and "https://" not in html  # self-contained
+
+    # same numbers and markers as `rankexp compare`
+    cmp = runner.invoke(app, ["compare", str(sweep_dir), "--measures", "nDCG@10 AP", "--format", "json"])
+    data = json.loads(cmp.stdout)
+    rows = re.findall(r"<tr[^>]*><td class=\"l\">(.*?)</tr>", html.split('<table class="comparison">')[1].split("</table>")[0])
+    row_of = {r.split("<")[0].strip(): r for r in rows}
+    for s in data["systems"]:
+        row = row_of[s["label"]]
+        for m, sm in s["measures"].items():
+            assert f"{sm['mean']:.4f}" in row
+        for c in data["comparisons"]:
+            if c["system"] == s["label"] and c["marker"]:
+                assert c["marker"] in row
+
+
+def test_wandb_spec_offline_and_custom_out(fx, tmp_path, monkeypatch):
+    out, runs, sweep_out, sweep_dir = fx
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    dest = tmp_path / "rep"
+    res = runner.invoke(app, ["report", str(sweep_dir), "--out", str(dest), "--wandb", "--baseline", "loss=pairwise"])
+    assert res.exit_code == 0, res.output
+    assert (dest / "report.html").is_file()
+    spec = json.loads((dest / "wandb_report.json").read_text())
+    assert "needs a W&B login" in res.stdout
+    assert spec["format"] == "rankexp-wandb-report/1" and spec["project"] == "rankexp"
+    assert sorted(spec["run_ids"]) == sorted(p.name for p in runs.values()) and spec["sweeps"] == ["losses"]
+    assert "config.loss._target_" in spec["runset"]["groupby"]
+    grid = next(b for b in spec["blocks"] if b["type"] == "panel_grid")
+    kinds = [p["type"] for p in grid["panels"]]
+    assert "run_comparer" in kinds and "line_plot" in kinds
+    assert {tuple(p["metrics"]) for p in grid["panels"] if p["type"] == "bar_plot"} >= {(f"test/model/{m}",) for m in ("nDCG@10", "AP")}
+    assert any(b["type"] == "markdown" and "loss._target_" in b["text"] for b in spec["blocks"])  # the config diff
+    wr = pytest.importorskip("wandb_workspaces.reports.v2")
+    from rankexp.tracking.report import wandb_report
+
+    report = wandb_report({**spec, "entity": "someone"})  # building needs no network; saving would
+    assert isinstance(report, wr.Report) and any(isinstance(b, wr.PanelGrid) for b in report.blocks)
+
+
+def test_wandb_failures_never_fail_the_html(fx, tmp_path, monkeypatch):
+    out, runs, sweep_out, sweep_dir = fx
+    from rankexp.tracking import loggers, report
+    from rankexp.tracking.store import resolve
+
+    selection = resolve([str(p) for p in runs.values()])
+    monkeypatch.setattr(loggers, "wandb_mode", lambda configured: "online")
+
+    def boom(spec):
+        raise ConnectionError("no network")
+
+    monkeypatch.setattr(report, "publish_wandb", boom)
+    with pytest.warns(UserWarning, match="not published"):
+        rep = report.write_report(selection, tmp_path / "a", wandb=True, measures="AP")
+    assert rep.html.is_file() and rep.wandb_spec == tmp_path / "a" / "wandb_report.json" and rep.wandb_spec.is_file()
+    monkeypatch.setattr(report, "wandb_spec", lambda *a, **k: 1 / 0)
+    rep = report.write_report(selection, tmp_path / "b", wandb=True, measures="AP")
+    assert rep.html.is_file() and any("not built" in m for m in rep.messages)
+    # runs that are not a single sweep: outputs/reports/<hash>/
+    assert report.default_report_dir(selection, tmp_path).parent == tmp_path / "reports"
+
+
+def test_report_unknown_run_is_one_line_error(tmp_path):
+    res = runner.invoke(app, ["report", "nosuchsweep"], env={"RANKEXP_OUTPUT": str(tmp_path)})
+    assert res.exit_code != 0 and len(res.stderr.strip().splitlines()) == 1 and "nosuchsweep" in res.stderr
