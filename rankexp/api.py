@@ -105,6 +105,8 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
     timings: dict[str, float] = {}
     measures = [str(m) for m in parse_measures(list(cfg.eval.measures))]
     dev_measure = str(parse_measures([cfg.eval.dev_measure])[0])
+    if os.environ.get("RANKEXP_THREADS"):  # e.g. parallel sweep members sharing a machine's cores
+        torch.set_num_threads(max(1, int(os.environ["RANKEXP_THREADS"])))
     pl.seed_everything(int(cfg.seed), workers=True, verbose=False)
     # cheap components first, so a bad value fails before any expensive work
     loss = build(cfg.loss, "loss")
@@ -145,7 +147,7 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
                            warmup_steps=int(round(float(cfg.model.warmup_ratio) * max_steps)), max_steps=max_steps,
                            dev_qrels=dev_qrels, dev_measures=(dev_measure,),
                            length_buckets=int(cfg.train.length_buckets))
-    dm = RankingDataModule(groups, dev_pairs, pairs, int(cfg.train.batch_size), int(cfg.eval.batch_size))
+    dm = RankingDataModule(groups, dev_pairs, pairs, int(cfg.train.batch_size), int(cfg.eval.batch_size), accumulate)
 
     # ---- trainer
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
@@ -153,9 +155,7 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
     monitor = f"val/{dev_measure}"
     has_dev = bool(dev_pairs)
     val_every = min(int(cfg.train.val_every_n_steps), max_steps)
-    callbacks: list = [HistoryCallback(rd, int(cfg.trainer.get("log_every_n_steps", 10) or 10)),
-                       ModelCheckpoint(dirpath=rd.checkpoints, filename="last", every_n_train_steps=val_every,
-                                       save_top_k=1, enable_version_counter=False)]
+    callbacks: list = [HistoryCallback(rd, int(cfg.trainer.get("log_every_n_steps", 10) or 10))]
     best_cb = None
     if has_dev:
         best_cb = ModelCheckpoint(dirpath=rd.checkpoints, filename="best", monitor=monitor, mode="max", save_top_k=1,
@@ -163,6 +163,13 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
         callbacks.append(best_cb)
         if cfg.train.early_stopping.enabled:
             callbacks.append(EarlyStopping(monitor=monitor, mode="max", patience=int(cfg.train.early_stopping.patience)))
+        # last.ckpt (for resuming) after each dev evaluation, so it holds that evaluation and the best so far:
+        # a resumed run then makes the same checkpoint choice as an uninterrupted one
+        callbacks.append(ModelCheckpoint(dirpath=rd.checkpoints, filename="last", save_top_k=1, save_on_train_epoch_end=False,
+                                         enable_version_counter=False))
+    else:
+        callbacks.append(ModelCheckpoint(dirpath=rd.checkpoints, filename="last", every_n_train_steps=val_every, save_top_k=1,
+                                         enable_version_counter=False))
     if os.environ.get("RANKEXP_PROGRESS", "1") not in ("0", "false", "no"):
         from pytorch_lightning.callbacks import RichProgressBar
 

@@ -17,6 +17,7 @@ DATA = SHARED / "data"
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TRANSFORMERS_OFFLINE", "1")
 os.environ["RANKEXP_PROGRESS"] = "0"
+os.environ.setdefault("RANKEXP_THREADS", "1")  # tiny models; avoids oversubscribing 2 cores across processes
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")

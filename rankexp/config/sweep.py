@@ -234,19 +234,19 @@ def launch(overrides: list[str], name: str | None = None, output_dir: Path | Non
         return sweep_dir, 0
     # 2. run them
     env.setdefault("RANKEXP_PROGRESS", "0")
+    if launcher == "joblib" and "RANKEXP_THREADS" not in env:  # parallel members must not oversubscribe the cores
+        env["RANKEXP_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(1, jobs or os.cpu_count() or 1)))
     with open(sweep_dir / "sweep.log", "a", encoding="utf-8") as logf:
-        proc = subprocess.Popen(hydra_command(overrides, sweep_dir, launcher, jobs), env=env, stdout=logf, stderr=subprocess.STDOUT,
-                                start_new_session=True)
+        # same process group: Ctrl-C or a kill of the group reaches the members too
+        proc = subprocess.Popen(hydra_command(overrides, sweep_dir, launcher, jobs), env=env, stdout=logf, stderr=subprocess.STDOUT)
         try:
             while proc.poll() is None:
                 if on_poll:
                     on_poll(write_index(sweep_dir))
                 time.sleep(poll_s)
         except KeyboardInterrupt:
-            import signal
-
-            os.killpg(proc.pid, signal.SIGINT)
             proc.wait()
+            write_index(sweep_dir)
             raise
     index = write_index(sweep_dir)
     if on_poll:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Sequence
 
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from rankexp.data.examples import Group
 from rankexp.data.tokens import PairEncoder
@@ -33,6 +33,25 @@ class PairDataset(Dataset):
 
     def __getitem__(self, i: int) -> tuple[str, str]:
         return self.pairs[i]
+
+
+class ResumeSampler(Sampler):
+    """Sequential indices starting at ``start`` while reporting the full length.
+
+    On resume Lightning restores its batch counters from the checkpoint but iterates a plain
+    loader from the beginning, feeding the already-seen groups again. Starting the sampler at the
+    first unseen group (and keeping the epoch's length) makes a resumed run see exactly the groups
+    an uninterrupted run would have.
+    """
+
+    def __init__(self, length: int, start: int = 0):
+        self.length, self.start = length, max(0, min(start, length))
+
+    def __len__(self) -> int:
+        return self.length
+
+    def __iter__(self):
+        return iter(range(self.start, self.length))
 
 
 class GroupCollator:
@@ -63,14 +82,16 @@ def pair_loader(pairs: Sequence[tuple[str, str]], encoder: PairEncoder, batch_si
 
 class RankingDataModule(pl.LightningDataModule):
     def __init__(self, groups: Sequence[Group], dev_pairs: Sequence[tuple[str, str]], encoder: PairEncoder,
-                 batch_size: int, eval_batch_size: int):
+                 batch_size: int, eval_batch_size: int, accumulate: int = 1):
         super().__init__()
         self.groups, self.dev_pairs, self.encoder = groups, dev_pairs, encoder
-        self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
+        self.batch_size, self.eval_batch_size, self.accumulate = batch_size, eval_batch_size, accumulate
 
     def train_dataloader(self) -> DataLoader:
-        # groups are already shuffled by the run's seed; keeping their order makes resume exact
-        return DataLoader(GroupDataset(self.groups), batch_size=self.batch_size, shuffle=False, collate_fn=GroupCollator(self.encoder))
+        # groups are already shuffled by the run's seed; on resume, start after the groups already seen
+        done = self.trainer.global_step * self.batch_size * self.accumulate if self.trainer is not None else 0
+        return DataLoader(GroupDataset(self.groups), batch_size=self.batch_size, sampler=ResumeSampler(len(self.groups), done),
+                          collate_fn=GroupCollator(self.encoder))
 
     def val_dataloader(self):
         if not self.dev_pairs:

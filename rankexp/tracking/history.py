@@ -15,6 +15,10 @@ class HistoryCallback(pl.Callback):
         self.rundir, self.every = rundir, max(1, every_n_steps)
         self.t0 = time.perf_counter()
 
+    def on_train_start(self, trainer, pl_module):
+        if trainer.is_global_zero and trainer.global_step > 0:
+            self.rundir.append_history({"event": "resumed", "step": trainer.global_step})
+
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         step = trainer.global_step
         if trainer.is_global_zero and (step % self.every == 0 or step == 1):
