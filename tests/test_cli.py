@@ -80,3 +80,25 @@ def test_eval_hand_checked(tmp_path):
     assert result.exit_code == 0, result.output
     rows = dict((l.split("\t")[1], float(l.split("\t")[3])) for l in result.output.splitlines())
     assert rows == {"RR": 0.75, "AP": 0.75}  # q1: 1/2, q2: 1
+
+
+def test_experiments_come_in_pairs_and_compose():
+    """conf/experiment/X.yaml and experiments/X/README.md exist in pairs; each composes."""
+    from rankexp import api
+    from rankexp.config.compose import CONF_DIR
+    from tests.conftest import REPO
+
+    configs = {p.stem for p in (CONF_DIR / "experiment").glob("*.yaml")}
+    readmes = {p.parent.name for p in (REPO / "experiments").glob("*/README.md")}
+    assert configs and configs == readmes
+    for name in configs:
+        api.compose([f"experiment={name}"])
+
+
+def test_experiment_list_and_show():
+    result = runner.invoke(app, ["experiment", "list"])
+    assert result.exit_code == 0 and "losses" in result.output and "loss=pointwise,pairwise,listwise" in result.output
+    show = runner.invoke(app, ["experiment", "show", "losses"])
+    assert show.exit_code == 0 and "Question" in show.output
+    bad = runner.invoke(app, ["experiment", "run", "nosuch"])
+    assert bad.exit_code != 0 and "unknown experiment 'nosuch'" in bad.output

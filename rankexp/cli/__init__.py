@@ -8,6 +8,7 @@ from rankexp.cli import compare as _compare
 from rankexp.cli import config as _config
 from rankexp.cli import data as _data
 from rankexp.cli import evaluate as _evaluate
+from rankexp.cli import experiment as _experiment
 from rankexp.cli import report as _report
 from rankexp.cli import run as _run
 from rankexp.cli import sweep as _sweep
@@ -34,6 +35,7 @@ _evaluate.register(app)
 _compare.register(app)
 _report.register(app)
 app.add_typer(_config.app, name="config", help="Show the composed configuration and the config groups.", rich_help_panel="Inspect")
+app.add_typer(_experiment.app, name="experiment", help="Named studies: list, show, run (a resumable sweep).", rich_help_panel="Run")
 app.add_typer(_data.app, name="data", help="List collections and show their statistics.", rich_help_panel="Inspect")
 
 

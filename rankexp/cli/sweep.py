@@ -34,50 +34,55 @@ def member_table(index: dict, title: str) -> Table:
 
 
 def register(app: typer.Typer) -> None:
-    @app.command(context_settings=OVERRIDE_CONTEXT, rich_help_panel="Run")
-    def sweep(
-        ctx: typer.Context,
-        overrides: Overrides = None,
-        name: Optional[str] = typer.Option(None, "--name", "-n", help="Sweep name (outputs/sweeps/NAME); default: from the overrides, so re-launching the same command resumes it."),
-        launcher: str = typer.Option("basic", "--launcher", "-l", help="basic (sequential) | joblib (parallel processes) | submitit_local | submitit_slurm"),
-        jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Parallel members with --launcher joblib."),
-        dry_run: bool = typer.Option(False, "--dry-run", help="List the members and their run ids; run nothing."),
-        force: bool = typer.Option(False, "--force", help="Re-run complete members too."),
-        debug: Debug = False,
-    ) -> None:
-        """Run every combination of the overrides (Hydra sweep grammar) as separate runs.
+    app.command("sweep", context_settings=OVERRIDE_CONTEXT, rich_help_panel="Run")(sweep_command)
 
-        Example: [bold]rankexp sweep loss=pairwise,listwise seed=1,2,3 --launcher joblib -j 2[/]
-        Re-launching the same command skips complete members, resumes cut-off ones and runs the rest.
-        """
-        with handled(debug):
-            quiet_libraries()
-            from rankexp.config.sweep import launch
-            from rankexp.errors import RankexpError
 
-            ovr = all_overrides(overrides, ctx)
-            t0 = time.perf_counter()
-            if dry_run:
-                sweep_dir, _ = launch(ovr, name=name, launcher=launcher, jobs=jobs, dry_run=True)
-                from rankexp.utils.io import read_json
+def sweep_command(
+    ctx: typer.Context,
+    overrides: Overrides = None,
+    name: Optional[str] = typer.Option(None, "--name", "-n", help="Sweep name (outputs/sweeps/NAME); default: from the overrides, so re-launching the same command resumes it."),
+    launcher: str = typer.Option("basic", "--launcher", "-l", help="basic (sequential) | joblib (parallel processes) | submitit_local | submitit_slurm"),
+    jobs: Optional[int] = typer.Option(None, "--jobs", "-j", help="Parallel members with --launcher joblib."),
+    dry_run: bool = typer.Option(False, "--dry-run", help="List the members and their run ids; run nothing."),
+    force: bool = typer.Option(False, "--force", help="Re-run complete members too."),
+    debug: Debug = False,
+) -> None:
+    """Run every combination of the overrides (Hydra sweep grammar) as separate runs.
 
-                index = read_json(sweep_dir / "sweep.json")
-                console.print(member_table(index, f"sweep {index['name']}: {len(index['members'])} members (dry run)"))
-                console.print(f"sweep directory: {sweep_dir}")
-                return
-            with Live(console=console, refresh_per_second=2, transient=False) as live:
-                def show(index: dict) -> None:
-                    live.update(member_table(index, f"sweep {index.get('name')}  ({launcher}, {time.perf_counter() - t0:.0f}s)"))
+    Example: [bold]rankexp sweep loss=pairwise,listwise seed=1,2,3 --launcher joblib -j 2[/]
+    Re-launching the same command skips complete members, resumes cut-off ones and runs the rest.
+    """
+    run_sweep(all_overrides(overrides, ctx), name, launcher, jobs, dry_run, force, debug)
 
-                sweep_dir, code = launch(ovr, name=name, launcher=launcher, jobs=jobs, force=force, on_poll=show)
+
+def run_sweep(ovr: list[str], name: Optional[str], launcher: str, jobs: Optional[int], dry_run: bool, force: bool, debug: bool) -> None:
+    with handled(debug):
+        quiet_libraries()
+        from rankexp.config.sweep import launch
+        from rankexp.errors import RankexpError
+
+        t0 = time.perf_counter()
+        if dry_run:
+            sweep_dir, _ = launch(ovr, name=name, launcher=launcher, jobs=jobs, dry_run=True)
             from rankexp.utils.io import read_json
 
             index = read_json(sweep_dir / "sweep.json")
-            states = [m.get("status") for m in index["members"]]
-            console.print()
-            console.print(f"{states.count('complete')}/{len(states)} complete, {states.count('failed')} failed · "
-                          f"{time.perf_counter() - t0:.0f}s · {sweep_dir} (log: sweep.log)")
-            if code != 0 or "failed" in states:
-                if code != 0 and not states:
-                    raise RankexpError(f"the sweep process failed (exit {code}); see {sweep_dir / 'sweep.log'}")
-                raise typer.Exit(1)
+            console.print(member_table(index, f"sweep {index['name']}: {len(index['members'])} members (dry run)"))
+            console.print(f"sweep directory: {sweep_dir}")
+            return
+        with Live(console=console, refresh_per_second=2, transient=False) as live:
+            def show(index: dict) -> None:
+                live.update(member_table(index, f"sweep {index.get('name')}  ({launcher}, {time.perf_counter() - t0:.0f}s)"))
+
+            sweep_dir, code = launch(ovr, name=name, launcher=launcher, jobs=jobs, force=force, on_poll=show)
+        from rankexp.utils.io import read_json
+
+        index = read_json(sweep_dir / "sweep.json")
+        states = [m.get("status") for m in index["members"]]
+        console.print()
+        console.print(f"{states.count('complete')}/{len(states)} complete, {states.count('failed')} failed · "
+                      f"{time.perf_counter() - t0:.0f}s · {sweep_dir} (log: sweep.log)")
+        if code != 0 or "failed" in states:
+            if code != 0 and not states:
+                raise RankexpError(f"the sweep process failed (exit {code}); see {sweep_dir / 'sweep.log'}")
+            raise typer.Exit(1)
