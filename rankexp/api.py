@@ -133,7 +133,9 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
     accumulate = int(cfg.trainer.get("accumulate_grad_batches", 1) or 1)
     groups = build_groups(collection, split["train"], sampler, int(cfg.train.num_negatives),
                           max_steps * int(cfg.train.batch_size) * accumulate, int(cfg.seed))
-    weighter.setup(fs_run, collection.qrels, max_steps)
+    # techniques see only the training queries' run and judgments (no dev/test labels leak into them)
+    train_q = split["train"]
+    weighter.setup({q: fs_run[q] for q in train_q if q in fs_run}, {q: collection.qrels[q] for q in train_q if q in collection.qrels}, max_steps)
 
     def candidates(qids: Sequence[str], depth: int) -> list[tuple[str, str]]:
         return [(q, d) for q in qids for d, _ in sort_ranking(fs_run.get(q, {}))[:depth]]
@@ -143,6 +145,7 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
     timings["preprocess_tokens_s"] = time.perf_counter() - t0
 
     module = RankingModule(encoder, loss, weighter, lr=float(cfg.model.lr),
+                           head_lr=float(cfg.model.head_lr) if cfg.model.get("head_lr") else None,
                            weight_decay=float(cfg.model.weight_decay),
                            warmup_steps=int(round(float(cfg.model.warmup_ratio) * max_steps)), max_steps=max_steps,
                            dev_qrels=dev_qrels, dev_measures=(dev_measure,),

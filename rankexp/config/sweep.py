@@ -75,6 +75,14 @@ def run_member(cfg: DictConfig) -> float | None:
         if sweep_dir:
             write_json(sweep_dir / "plan" / f"{num}.json", record)
         return None
+    if sweep_dir is not None:  # one W&B group per sweep, tagged with the member's overrides
+        from omegaconf import open_dict
+
+        with open_dict(cfg):
+            if cfg.logger.get("kind") == "wandb" and not cfg.logger.get("group"):
+                cfg.logger.group = sweep_dir.name
+            if cfg.logger.get("kind") == "wandb":
+                cfg.logger.tags = list(cfg.logger.get("tags") or []) + [o for o in overrides if len(o) <= 64]
     before = rd.state()
     resumable = (rd.checkpoints / "last.ckpt").exists()
     record.update(status="running", started=time.time())

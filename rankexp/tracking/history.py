@@ -21,15 +21,20 @@ class HistoryCallback(pl.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
         step = trainer.global_step
-        if trainer.is_global_zero and (step % self.every == 0 or step == 1):
-            loss = outputs["loss"].item() if isinstance(outputs, dict) else float(outputs)
-            rec = {"step": step, "train/loss": loss, "lr": trainer.optimizers[0].param_groups[0]["lr"],
-                   "elapsed_s": round(time.perf_counter() - self.t0, 2)}
-            stats = pl_module.weighter.log_stats()
-            rec.update({f"train/weight_{k}": v for k, v in stats.items()})
-            if stats:
-                pl_module.log_dict({f"train/weight_{k}": float(v) for k, v in stats.items()})
-            self.rundir.append_history(rec)
+        if not (step % self.every == 0 or step == 1):
+            return
+        stats = pl_module.weighter.log_stats()  # drained on every rank, recorded on rank zero
+        if not trainer.is_global_zero:
+            return
+        loss = outputs["loss"].item() if isinstance(outputs, dict) else float(outputs)
+        rec = {"step": step, "train/loss": loss, "lr": trainer.optimizers[0].param_groups[0]["lr"],
+               "elapsed_s": round(time.perf_counter() - self.t0, 2)}
+        weights = {f"train/weight_{k}": float(v) for k, v in stats.items()}
+        rec.update(weights)
+        if weights:  # straight to the loggers: Lightning would drop steps off its log_every_n_steps grid
+            for logger in trainer.loggers:
+                logger.log_metrics(weights, step=step)
+        self.rundir.append_history(rec)
 
     def on_validation_end(self, trainer, pl_module):
         if trainer.is_global_zero and pl_module.last_dev and not trainer.sanity_checking:
