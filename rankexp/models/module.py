@@ -22,6 +22,7 @@ class RankingModule(pl.LightningModule):
 
     def __init__(self, encoder: torch.nn.Module, loss: RankingLoss, weighter: Weighter | None = None,
                  lr: float = 3e-5, weight_decay: float = 0.01, warmup_steps: int = 0, max_steps: int = 100,
+                 head_lr: float | None = None,
                  dev_qrels: Mapping[str, Mapping[str, int]] | None = None, dev_measures: tuple[str, ...] = ("nDCG@10",),
                  length_buckets: int = 4):
         super().__init__()
@@ -29,6 +30,7 @@ class RankingModule(pl.LightningModule):
         self.encoder, self.loss_fn = encoder, loss
         self.weighter = weighter or UniformWeighter()
         self.lr, self.weight_decay, self.warmup_steps, self.max_steps = lr, weight_decay, warmup_steps, max_steps
+        self.head_lr = head_lr  # a fresh scoring head learns faster at a larger rate than the pretrained encoder
         self.dev_qrels, self.dev_measures = dev_qrels, dev_measures
         self._val_scores: list[tuple[str, str, float]] = []
         self.last_dev: dict[str, float] = {}
@@ -96,13 +98,16 @@ class RankingModule(pl.LightningModule):
 
     # ------------------------------------------------------------------ optim
     def configure_optimizers(self):
-        decay, no_decay = [], []
+        groups: dict[tuple[bool, bool], list] = {}
         for name, p in self.named_parameters():
             if not p.requires_grad:
                 continue
-            (no_decay if p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name else decay).append(p)
-        opt = torch.optim.AdamW([{"params": decay, "weight_decay": self.weight_decay},
-                                 {"params": no_decay, "weight_decay": 0.0}], lr=self.lr)
+            is_head = name.startswith("encoder.head.")
+            no_decay = p.ndim < 2 or "LayerNorm" in name or "layer_norm" in name
+            groups.setdefault((is_head, no_decay), []).append(p)
+        opt = torch.optim.AdamW([{"params": ps, "weight_decay": 0.0 if no_decay else self.weight_decay,
+                                  "lr": (self.head_lr or self.lr) if is_head else self.lr}
+                                 for (is_head, no_decay), ps in groups.items()], lr=self.lr)
         warm, total = max(0, self.warmup_steps), max(1, self.max_steps)
 
         def schedule(step: int) -> float:  # linear warmup, then linear decay to 0
