@@ -58,8 +58,9 @@ def compose(overrides: Sequence[str] = ()) -> DictConfig:
         GlobalHydra.instance().clear()
 
 
-def _has_top_level_comma(value: str) -> bool:
-    depth, quote = 0, None
+def split_top_level(value: str) -> list[str]:
+    """Split an override value at commas outside brackets and quotes (``a,[b,c]`` -> ``a``, ``[b,c]``)."""
+    parts, depth, quote, cur = [], 0, None, ""
     for ch in value:
         if quote:
             quote = None if ch == quote else quote
@@ -70,8 +71,15 @@ def _has_top_level_comma(value: str) -> bool:
         elif ch in "]})":
             depth -= 1
         elif ch == "," and depth == 0:
-            return True
-    return False
+            parts.append(cur)
+            cur = ""
+            continue
+        cur += ch
+    return parts + [cur]
+
+
+def _has_top_level_comma(value: str) -> bool:
+    return len(split_top_level(value)) > 1
 
 
 def _missing_message(e: Exception, overrides: Sequence[str]) -> str:

@@ -185,23 +185,9 @@ def _first_value(value: str) -> str:
         return inner
     if value.startswith(("glob(", "interval(", "tag(")):
         return "__skip__"
-    from rankexp.config.compose import _has_top_level_comma
+    from rankexp.config.compose import split_top_level
 
-    if _has_top_level_comma(value):
-        depth, quote, cur = 0, None, ""
-        for ch in value:
-            if quote:
-                quote = None if ch == quote else quote
-            elif ch in "'\"":
-                quote = ch
-            elif ch in "[{(":
-                depth += 1
-            elif ch in "]})":
-                depth -= 1
-            elif ch == "," and depth == 0:
-                return cur
-            cur += ch
-    return value
+    return split_top_level(value)[0]
 
 
 def launch(overrides: list[str], name: str | None = None, output_dir: Path | None = None, launcher: str = "basic",

@@ -12,6 +12,7 @@ import random
 from typing import Mapping
 
 from rankexp.data.collection import Collection
+from rankexp.errors import DataError
 
 
 class NegativeSampler:
@@ -28,8 +29,14 @@ class NegativeSampler:
         pool = [d for d in self.pool(qid) if d not in exclude]
         if len(pool) >= n:
             return rng.sample(pool, n)
-        picked = list(pool)
-        self.fallbacks += n - len(picked)
+        self.fallbacks += n - len(pool)
+        return self.fill_random(pool, exclude, n, rng)
+
+    def fill_random(self, picked: list[str], exclude: set[str], n: int, rng: random.Random) -> list[str]:
+        """Top ``picked`` up to ``n`` with distinct uniformly random corpus documents not in ``exclude``."""
+        picked = list(picked)
+        if len(self.all_docs) - len(exclude) < n:
+            raise DataError(f"corpus too small: cannot draw {n} negatives outside {len(exclude)} relevant documents")
         taken = set(picked) | exclude
         while len(picked) < n:
             d = self.all_docs[rng.randrange(len(self.all_docs))]

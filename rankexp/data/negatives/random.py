@@ -12,11 +12,4 @@ class RandomNegatives(NegativeSampler):
         return []
 
     def sample(self, qid, exclude, n, rng):
-        picked: list[str] = []
-        taken = set(exclude)
-        while len(picked) < n:
-            d = self.all_docs[rng.randrange(len(self.all_docs))]
-            if d not in taken:
-                picked.append(d)
-                taken.add(d)
-        return picked
+        return self.fill_random([], exclude, n, rng)
