@@ -112,3 +112,16 @@ def test_ddp_in_a_multirun_is_refused(vaswani_slice, tmp_path):
     proc = run([*fast_overrides(vaswani_slice, tmp_path), "trainer=ddp", "seed=1,2", "--dry-run"])
     assert proc.returncode != 0
     assert "ddp_spawn" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_optuna_sweeper_runs_trials(vaswani_slice, tmp_path):
+    pytest.importorskip("hydra_plugins.hydra_optuna_sweeper")
+    proc = run([*fast_overrides(vaswani_slice, tmp_path, **{"trainer.max_steps": 2, "train.val_every_n_steps": 2}),
+                "hydra/sweeper=optuna", "hydra.sweeper.n_trials=2", "hydra.sweeper.direction=maximize",
+                "model.lr=interval(1e-4,1e-2)", "--name", "opt"])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    members = index(tmp_path, "opt")["members"]
+    assert len(members) == 2 and all(m["status"] == "complete" for m in members)
+    lrs = [float(o.split("=")[1]) for m in members for o in m["overrides"] if o.startswith("model.lr=")]
+    assert len(lrs) == 2 and all(1e-4 <= lr <= 1e-2 for lr in lrs)
+    assert list((tmp_path / "sweeps" / "opt" / "hydra").glob("optimization_results.yaml"))

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import time
 from pathlib import Path
@@ -58,7 +57,7 @@ def _job_num() -> int:
         return 0
 
 
-def run_member(cfg: DictConfig) -> float | None:
+def run_member(cfg: DictConfig) -> float | None:  # None only in a dry run
     """Run (or, in a dry run, only identify) one member; record it; never raise into Hydra."""
     from rankexp import api
     from rankexp.cli._common import quiet_libraries
@@ -101,7 +100,7 @@ def run_member(cfg: DictConfig) -> float | None:
         print(f"member {num} ({' '.join(overrides)}): failed: {record['reason']}", flush=True)
     record["finished"] = time.time()
     _record(sweep_dir, record)
-    return objective if not math.isnan(objective) else None
+    return objective  # NaN for a failed member: Optuna records the trial as failed and goes on
 
 
 def _record(sweep_dir: Path | None, record: dict) -> None:
