@@ -53,7 +53,7 @@ def register(app: typer.Typer) -> None:
                 return
             first = next(iter(results.values()))[0]
             table = Table(title=f"trec_eval semantics ({first.provider})")
-            table.add_column("run")
+            table.add_column("run", overflow="fold")
             table.add_column("queries", justify="right")
             for m in first.aggregate:
                 table.add_column(m, justify="right")
