@@ -82,6 +82,10 @@ def run_member(cfg: DictConfig) -> float | None:  # None only in a dry run
                 cfg.logger.group = sweep_dir.name
             if cfg.logger.get("kind") == "wandb":
                 cfg.logger.tags = list(cfg.logger.get("tags") or []) + [o for o in overrides if len(o) <= 64]
+                if cfg.logger.get("job_type") in (None, "train"):  # job_type per technique: loss, negatives, weighting
+                    parts = [str(cfg[k]._target_).rsplit(".", 1)[-1] for k in ("loss", "negatives", "curriculum")
+                             if k in cfg and "_target_" in cfg[k]]
+                    cfg.logger.job_type = "+".join(p for p in parts if p != "UniformWeighter")[:64]
     before = rd.state()
     resumable = (rd.checkpoints / "last.ckpt").exists()
     record.update(status="running", started=time.time())
