@@ -48,11 +48,12 @@ def list_cmd(debug: Debug = False) -> None:
         from rankexp.config.compose import CONF_DIR
 
         table = Table(title="experiments (rankexp experiment run NAME)")
-        for col in ("name", "sweeps", "about"):
-            table.add_column(col)
+        table.add_column("name", no_wrap=True)
+        table.add_column("sweeps", no_wrap=True)
+        table.add_column("about")
         for f in sorted((CONF_DIR / "experiment").glob("*.yaml")):
             about = next((l.lstrip("# ").strip() for l in f.read_text().splitlines() if l.startswith("# ") and "@package" not in l), "")
-            table.add_row(f.stem, " ".join(f"{k}={v}" for k, v in _sweep_params(f).items()), about)
+            table.add_row(f.stem, "\n".join(f"{k}={v}" for k, v in _sweep_params(f).items()), about)
         console.print(table)
 
 
