@@ -22,7 +22,7 @@ from rankexp.config.compose import compose as compose  # re-exported
 from rankexp.config.compose import run_id as config_run_id
 from rankexp.config.compose import to_container
 from rankexp.errors import RankexpError, TrainingError, one_line
-from rankexp.tracking.rundir import RunDir
+from rankexp.tracking.rundir import RunDir, process_rank
 
 log = logging.getLogger("rankexp")
 
@@ -51,10 +51,12 @@ def train(cfg: DictConfig, overrides: Sequence[str] = (), force: bool = False) -
     resumes from ``checkpoints/last.ckpt``.
     """
     rd = rundir_for(cfg)
+    if process_rank() != 0:  # a non-zero rank of a distributed run trains but writes nothing
+        rd = RunDir(rd.path, readonly=True)
     if rd.is_complete() and not force:
         return RunResult(rd.run_id, rd.path, rd.metrics(), skipped=True)
     resume = rd.checkpoints / "last.ckpt"
-    if force and rd.path.exists():
+    if force and rd.path.exists() and not rd.readonly:
         resume.unlink(missing_ok=True)
     rd.start(cfg, overrides, int(cfg.seed))
     logger = None
@@ -131,8 +133,6 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
     sampler.setup(collection, fs_run)
     max_steps = int(cfg.trainer.max_steps)
     accumulate = int(cfg.trainer.get("accumulate_grad_batches", 1) or 1)
-    groups = build_groups(collection, split["train"], sampler, int(cfg.train.num_negatives),
-                          max_steps * int(cfg.train.batch_size) * accumulate, int(cfg.seed))
     # techniques see only the training queries' run and judgments (no dev/test labels leak into them)
     train_q = split["train"]
     weighter.setup({q: fs_run[q] for q in train_q if q in fs_run}, {q: collection.qrels[q] for q in train_q if q in collection.qrels}, max_steps)
@@ -150,7 +150,6 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
                            warmup_steps=int(round(float(cfg.model.warmup_ratio) * max_steps)), max_steps=max_steps,
                            dev_qrels=dev_qrels, dev_measures=(dev_measure,),
                            length_buckets=int(cfg.train.length_buckets))
-    dm = RankingDataModule(groups, dev_pairs, pairs, int(cfg.train.batch_size), int(cfg.eval.batch_size), accumulate)
 
     # ---- trainer
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
@@ -187,6 +186,10 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
                          limit_val_batches=1.0 if has_dev else 0, num_sanity_val_steps=0,
                          enable_progress_bar=os.environ.get("RANKEXP_PROGRESS", "1") not in ("0", "false", "no"),
                          enable_model_summary=False)
+    # every rank of a distributed run consumes max_steps batches of its share of the groups
+    groups = build_groups(collection, split["train"], sampler, int(cfg.train.num_negatives),
+                          max_steps * int(cfg.train.batch_size) * accumulate * trainer.world_size, int(cfg.seed))
+    dm = RankingDataModule(groups, dev_pairs, pairs, int(cfg.train.batch_size), int(cfg.eval.batch_size), accumulate * trainer.world_size)
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
     timings["train_s"] = time.perf_counter() - t0

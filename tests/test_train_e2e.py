@@ -124,3 +124,18 @@ def test_wandb_offline_sink(vaswani_slice, tmp_path, monkeypatch):
     assert (res.path / "metrics.json").exists()
     runs = list((tmp_path / "wandb").glob(f"offline-run-*-{res.run_id}"))
     assert runs and list(runs[0].glob("*.wandb")), "an offline W&B run is written for later `wandb sync`"
+
+
+def test_ddp_two_cpu_processes(vaswani_slice, tmp_path):
+    """trainer=ddp on 2 CPU processes (gloo): rank 0 alone writes the run directory; each rank takes
+    max_steps batches of its half of the groups; dev scores are gathered from both ranks."""
+    env = dict(os.environ, RANKEXP_PROGRESS="0", RANKEXP_THREADS="1")
+    ovr = fast_overrides(vaswani_slice, tmp_path, trainer="ddp", **{"trainer.accelerator": "cpu", "trainer.devices": 2})
+    proc = subprocess.run([sys.executable, "-m", "rankexp", "train", *ovr], capture_output=True, text=True, env=env, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "error" not in proc.stdout + proc.stderr
+    (rd,) = list((tmp_path / "runs").iterdir())
+    assert (rd / "status").read_text().strip() == "complete"
+    m = json.loads((rd / "metrics.json").read_text())
+    assert m["train"]["steps"] == 6 and m["train"]["groups"] == 6 * 4 * 2
+    assert m["dev"]["best"] is not None and m["queries"]["evaluated"] == m["queries"]["test"]

@@ -42,7 +42,7 @@ def quiet_libraries(lightning: bool = False) -> None:
         logging.getLogger(name).setLevel(logging.ERROR)
     for pattern in (".*does not have many workers.*", ".*num_workers.*", ".*LeafSpec.*", ".*is deprecated.*",
                     ".*The number of training batches.*", ".*Checkpoint directory.*exists.*", ".*tensorboardX.*",
-                    ".*predict_dataloader.*", ".*Trying to infer the `batch_size`.*"):
+                    ".*predict_dataloader.*", ".*Trying to infer the `batch_size`.*", ".*sync_dist=True.*"):
         warnings.filterwarnings("ignore", pattern)
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     os.environ.setdefault("WANDB_SILENT", "true")

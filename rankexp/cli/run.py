@@ -39,7 +39,8 @@ def register(app: typer.Typer) -> None:
             t0 = time.perf_counter()
             console.print(f"run [bold]{rd.run_id}[/] -> {rd.path}")
             result = api.train(cfg, ovr, force=force)
-            print_result(result, time.perf_counter() - t0)
+            if result.metrics:  # empty on the non-zero ranks of a distributed run
+                print_result(result, time.perf_counter() - t0)
 
 
 def print_result(result, wall: float) -> None:

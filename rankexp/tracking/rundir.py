@@ -28,7 +28,10 @@ RESULT_FILES = ("run.trec", "metrics.json", "perquery.tsv")
 
 @dataclass
 class RunDir:
+    """``readonly`` run directories (non-zero ranks of a distributed run) write nothing."""
+
     path: Path
+    readonly: bool = False
 
     def __post_init__(self):
         self.path = Path(self.path)
@@ -53,9 +56,13 @@ class RunDir:
         return self.state() == "complete" and (self.path / "metrics.json").exists()
 
     def set_status(self, state: str, reason: str | None = None) -> None:
+        if self.readonly:
+            return
         write_text(self.path / "status", f"{state}: {reason}\n" if reason else f"{state}\n")
 
     def start(self, cfg: DictConfig, overrides: Sequence[str], seed: int) -> None:
+        if self.readonly:
+            return
         self.path.mkdir(parents=True, exist_ok=True)
         for name in RESULT_FILES:  # never leave results of an earlier attempt beside a new one
             (self.path / name).unlink(missing_ok=True)
@@ -68,10 +75,14 @@ class RunDir:
         return read_json(self.path / "metrics.json")
 
     def write_json(self, name: str, obj: Any) -> None:
+        if self.readonly:
+            return
         write_json(self.path / name, obj)
 
     def write_perquery(self, systems: Mapping[str, Mapping[str, Mapping[str, float]]]) -> None:
         """``systems``: system -> measure -> qid -> value, written as a long TSV."""
+        if self.readonly:
+            return
         from rankexp.data.collection import natural_sorted
 
         with atomic_open(self.path / "perquery.tsv") as fh:
@@ -82,8 +93,19 @@ class RunDir:
                         fh.write(f"{system}\t{measure}\t{qid}\t{values[qid]!r}\n")
 
     def append_history(self, record: Mapping[str, Any]) -> None:
+        if self.readonly:
+            return
         with open(self.path / "history.jsonl", "a", encoding="utf-8") as fh:
             fh.write(json.dumps(record, default=float) + "\n")
+
+
+def process_rank() -> int:
+    """Global rank of this process in a distributed launch (0 outside one): Lightning's ddp
+    launcher sets LOCAL_RANK/NODE_RANK for the processes it starts, SLURM sets SLURM_PROCID."""
+    for var in ("RANK", "SLURM_PROCID"):
+        if os.environ.get(var, "").isdigit() and int(os.environ[var]) > 0:
+            return int(os.environ[var])
+    return int(os.environ.get("NODE_RANK", "0") or 0) + int(os.environ.get("LOCAL_RANK", "0") or 0)
 
 
 def read_perquery(path: Path) -> dict[str, dict[str, dict[str, float]]]:
