@@ -139,3 +139,20 @@ def test_ddp_two_cpu_processes(vaswani_slice, tmp_path):
     m = json.loads((rd / "metrics.json").read_text())
     assert m["train"]["steps"] == 6 and m["train"]["groups"] == 6 * 4 * 2
     assert m["dev"]["best"] is not None and m["queries"]["evaluated"] == m["queries"]["test"]
+
+
+@pytest.mark.wandb
+def test_wandb_sync_lists_offline_runs_and_needs_a_login(vaswani_slice, tmp_path, monkeypatch):
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    monkeypatch.setenv("RANKEXP_OUTPUT", str(tmp_path))
+    monkeypatch.setenv("HOME", str(tmp_path))  # no ~/.netrc login
+    from rankexp import api
+
+    res = api.train(api.compose(fast_overrides(vaswani_slice, tmp_path, logger="wandb", **{"trainer.max_steps": 2, "train.val_every_n_steps": 2})))
+    runner = CliRunner()
+    listed = runner.invoke(app, ["wandb", "sync", res.run_id, "--dry-run"])
+    assert listed.exit_code == 0, listed.output
+    assert f"-{res.run_id}" in listed.output and "1 offline run(s) would be synced" in listed.output
+    pushed = runner.invoke(app, ["wandb", "sync", res.run_id])
+    assert pushed.exit_code != 0 and "no W&B login" in pushed.output

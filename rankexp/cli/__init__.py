@@ -12,6 +12,7 @@ from rankexp.cli import experiment as _experiment
 from rankexp.cli import report as _report
 from rankexp.cli import run as _run
 from rankexp.cli import sweep as _sweep
+from rankexp.cli import wandb_cmd as _wandb
 from rankexp.cli._common import Debug, set_debug
 
 app = typer.Typer(
@@ -36,6 +37,7 @@ _compare.register(app)
 _report.register(app)
 app.add_typer(_config.app, name="config", help="Show the composed configuration and the config groups.", rich_help_panel="Inspect")
 app.add_typer(_experiment.app, name="experiment", help="Named studies: list, show, run (a resumable sweep).", rich_help_panel="Run")
+app.add_typer(_wandb.app, name="wandb", help="Push offline W&B runs once you are online.", rich_help_panel="Evaluate")
 app.add_typer(_data.app, name="data", help="List collections and show their statistics.", rich_help_panel="Inspect")
 
 

@@ -22,15 +22,18 @@ def wandb_mode(configured: str | None) -> str:
         return configured
     if os.environ.get("WANDB_MODE"):
         return os.environ["WANDB_MODE"]
+    return "online" if logged_in() else "offline"
+
+
+def logged_in() -> bool:
+    """W&B credentials exist: ``WANDB_API_KEY`` or a ~/.netrc entry for the W&B host."""
     if os.environ.get("WANDB_API_KEY"):
-        return "online"
+        return True
     try:
         host = os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai").split("://")[-1].split("/")[0]
-        if netrc.netrc().authenticators(host):
-            return "online"
+        return bool(netrc.netrc().authenticators(host))
     except (FileNotFoundError, netrc.NetrcParseError, OSError):
-        pass
-    return "offline"
+        return False
 
 
 def build_logger(cfg: Mapping[str, Any], run_id: str, rundir: Path, output_dir: Path, config: dict, tags: list[str]):
@@ -84,3 +87,27 @@ def finish(logger, failed: bool = False) -> None:
             logger.experiment.finish(exit_code=1 if failed else 0)
         except Exception:  # pragma: no cover
             pass
+
+
+def offline_runs(run_ids: list[str], output_dir: Path) -> list[Path]:
+    """The offline W&B run folders (``<output_dir>/wandb/offline-run-*-<run_id>``) of these runs."""
+    root = Path(output_dir) / "wandb"
+    found: list[Path] = []
+    for rid in run_ids:
+        found.extend(sorted(root.glob(f"offline-run-*-{rid}")))
+    return found
+
+
+def sync(folders: list[Path]) -> None:
+    """Push offline runs with ``wandb sync``; one clear error when it cannot."""
+    import subprocess
+    import sys
+
+    from rankexp.errors import RankexpError
+
+    if not logged_in():
+        raise RankexpError("no W&B login: run `wandb login` (or set WANDB_API_KEY), then sync again")
+    proc = subprocess.run([sys.executable, "-m", "wandb", "sync", *map(str, folders)], capture_output=True, text=True)
+    if proc.returncode != 0:
+        lines = [l for l in (proc.stderr or proc.stdout).splitlines() if l.strip()]
+        raise RankexpError(f"wandb sync failed: {lines[-1] if lines else f'exit {proc.returncode}'}")
