@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
 
 
 def print_result(result, selection=None) -> None:
-    from rankexp.eval.compare import DOWN, UP, fmt, fmt_p, seeds_cell
+    from rankexp.eval.compare import DOWN, UP, cell, fmt, fmt_p, seeds_cell
 
     datasets = sorted({str(r.metrics.get("dataset")) for r in (selection.runs if selection else [])})
     where = f"{', '.join(datasets)} test split · " if datasets else ""
@@ -81,18 +81,12 @@ def print_result(result, selection=None) -> None:
         name = s.label + (" [dim](baseline)[/]" if s.label == result.baseline else "")
         cells = [name, seeds_cell(s)]
         for m in result.measures:
-            sm = s.summaries[m]
-            c = result.comparison(s.label, m)
-            mean = fmt(sm["mean"])
-            if s.label in result.best(m):
-                mean = f"[bold]{mean}[/]"
-            text = mean
-            if s.kind == "group" and sm["n"] > 1:
-                text += f" ± {fmt(sm['std'])}"
-            if c and c.marker:
+            c = cell(result, s, m)
+            text = (f"[bold]{c.mean}[/]" if c.best else c.mean) + (f" ± {c.std}" if c.std else "")
+            if c.marker:
                 text += f" [{'green' if c.marker == UP else 'red'}]{c.marker}[/]"
-            if s.kind == "group" and sm["n"] > 1:
-                text += f"\n[dim][{fmt(sm['ci95_low'], 3)}, {fmt(sm['ci95_high'], 3)}][/]"
+            if c.ci:
+                text += f"\n[dim][{c.ci[0]}, {c.ci[1]}][/]"
             cells.append(text)
         table.add_row(*cells)
     console.print(table)

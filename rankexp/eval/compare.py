@@ -712,6 +712,27 @@ _LATEX_ESCAPES = {"\\": r"\textbackslash{}", "&": r"\&", "%": r"\%", "$": r"\$",
                   "{": r"\{", "}": r"\}", "~": r"\textasciitilde{}", "^": r"\textasciicircum{}"}
 
 
+@dataclass(frozen=True)
+class Cell:
+    """One system × measure cell, formatted once for every renderer (rich, HTML, LaTeX, ...)."""
+
+    mean: str
+    best: bool
+    std: str | None  # only for a group with more than one seed
+    marker: str | None  # UP / DOWN when significant against the baseline
+    ci: tuple[str, str] | None
+    p_adjusted: float | None
+
+
+def cell(result: "CompareResult", system, measure: str) -> Cell:
+    sm = system.summaries[measure]
+    c = result.comparison(system.label, measure)
+    spread = system.kind == "group" and sm["n"] > 1
+    return Cell(fmt(sm["mean"]), system.label in result.best(measure), fmt(sm["std"]) if spread else None,
+                c.marker if c and c.marker else None,
+                (fmt(sm["ci95_low"], 3), fmt(sm["ci95_high"], 3)) if spread else None, c.p_adjusted if c else None)
+
+
 def latex_escape(s: str) -> str:
     return "".join(_LATEX_ESCAPES.get(ch, ch) for ch in s)
 
@@ -725,15 +746,11 @@ def to_latex(result: CompareResult) -> str:
     for s in result.systems:
         cells = [latex_escape(_name(result, s)), seeds_cell(s).replace("–", "--")]
         for m in result.measures:
-            sm = s.summaries[m]
-            c = result.comparison(s.label, m)
-            mean = fmt(sm["mean"])
-            if s.label in result.best(m):
-                mean = f"\\textbf{{{mean}}}"
-            cell = mean + (f" $\\pm$ {fmt(sm['std'])}" if s.kind == "group" and sm["n"] > 1 else "")
-            if c and c.marker:
-                cell += "$^{\\blacktriangle}$" if c.marker == UP else "$^{\\blacktriangledown}$"
-            cells.append(cell)
+            c = cell(result, s, m)
+            text = (f"\\textbf{{{c.mean}}}" if c.best else c.mean) + (f" $\\pm$ {c.std}" if c.std else "")
+            if c.marker:
+                text += "$^{\\blacktriangle}$" if c.marker == UP else "$^{\\blacktriangledown}$"
+            cells.append(text)
         lines.append(" & ".join(cells) + " \\\\")
     corr = "no correction" if result.correction == "none" else f"{result.correction} correction over {result.tested()} comparisons"
     caption = (f"Mean $\\pm$ std over seeds. $^\\blacktriangle$/$^\\blacktriangledown$: significantly better/worse than "

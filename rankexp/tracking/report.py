@@ -216,19 +216,13 @@ def comparison_table_html(result: cmp.CompareResult) -> str:
         cells = [f'<td class="l">{_e(s.label)}{" <em>(baseline)</em>" if is_base else ""}</td>',
                  f"<td>{_e(cmp.seeds_cell(s))}</td>", f"<td>{s.n_queries}</td>"]
         for m in result.measures:
-            sm = s.summaries[m]
-            c = result.comparison(s.label, m)
-            mean = _e(cmp.fmt(sm["mean"]))
-            if s.label in result.best(m):
-                mean = f"<b>{mean}</b>"
-            cell = mean
-            if s.kind == "group" and sm["n"] > 1:
-                cell += f" ± {_e(cmp.fmt(sm['std']))}"
-            if c and c.marker:
-                cell += f' <span class="{"up" if c.marker == cmp.UP else "down"}" title="p ({_e(result.correction)}) = {_e(cmp.fmt_p(c.p_adjusted))}">{c.marker}</span>'
-            if s.kind == "group" and sm["n"] > 1:
-                cell += f'<br><span class="ci">[{cmp.fmt(sm["ci95_low"], 3)}, {cmp.fmt(sm["ci95_high"], 3)}]</span>'
-            cells.append(f"<td>{cell}</td>")
+            c = cmp.cell(result, s, m)
+            html = (f"<b>{_e(c.mean)}</b>" if c.best else _e(c.mean)) + (f" ± {_e(c.std)}" if c.std else "")
+            if c.marker:
+                html += f' <span class="{"up" if c.marker == cmp.UP else "down"}" title="p ({_e(result.correction)}) = {_e(cmp.fmt_p(c.p_adjusted))}">{c.marker}</span>'
+            if c.ci:
+                html += f'<br><span class="ci">[{c.ci[0]}, {c.ci[1]}]</span>'
+            cells.append(f"<td>{html}</td>")
         rows.append(f'<tr{" class=baseline" if is_base else ""}>' + "".join(cells) + "</tr>")
     rows.append("</table>")
     return "\n".join(rows)
