@@ -102,6 +102,7 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
     from rankexp.tracking.cache import Cache
     from rankexp.tracking.history import HistoryCallback
     from rankexp.tracking.loggers import build_logger, log_final
+    from rankexp.utils.progress import enabled as progress_enabled
 
     t_start = time.perf_counter()
     timings: dict[str, float] = {}
@@ -172,7 +173,7 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
     else:
         callbacks.append(ModelCheckpoint(dirpath=rd.checkpoints, filename="last", every_n_train_steps=val_every, save_top_k=1,
                                          enable_version_counter=False))
-    if os.environ.get("RANKEXP_PROGRESS", "1") not in ("0", "false", "no"):
+    if progress_enabled():
         from pytorch_lightning.callbacks import RichProgressBar
 
         callbacks.append(RichProgressBar(leave=True))
@@ -184,7 +185,7 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
     trainer = pl.Trainer(**trainer_kwargs, callbacks=callbacks, logger=logger, default_root_dir=str(rd.path),
                          val_check_interval=val_every if has_dev else None, check_val_every_n_epoch=None if has_dev else 1,
                          limit_val_batches=1.0 if has_dev else 0, num_sanity_val_steps=0,
-                         enable_progress_bar=os.environ.get("RANKEXP_PROGRESS", "1") not in ("0", "false", "no"),
+                         enable_progress_bar=progress_enabled(),
                          enable_model_summary=False)
     # every rank of a distributed run consumes max_steps batches of its share of the groups
     groups = build_groups(collection, split["train"], sampler, int(cfg.train.num_negatives),
