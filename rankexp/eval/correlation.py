@@ -323,14 +323,6 @@ def _query_correlation(ranked_a: list[str], ranked_b: list[str], p: float) -> di
 
 def _score_pair(x_scores: Sequence[float], y_scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
     """Two equally long 1-d finite score vectors with at least 2 items, or a ValueError."""
-    x = np.asarray(x_scores, dtype=float)
-    y = np.asarray(y_scores, dtype=float)
-    if x.ndim != 1 or y.ndim != 1:
-        raise ValueError(f"score vectors must be one-dimensional, got shapes {x.shape} and {y.shape}")
-    if x.size != y.size:
-        raise ValueError(f"score vectors must score the same items (equal length), got {x.size} and {y.size}")
-    if x.size < 2:
-        raise ValueError(f"a rank correlation needs at least 2 items, got {x.size}")
-    if not (np.all(np.isfinite(x)) and np.all(np.isfinite(y))):
-        raise ValueError("score vectors must be finite numbers (no NaN/inf)")
-    return x, y
+    from rankexp.eval.significance import paired_vectors
+
+    return paired_vectors(x_scores, y_scores, "a rank correlation")

@@ -92,7 +92,7 @@ def paired_ttest(a: Sequence[float], b: Sequence[float]) -> TestResult:
     Degenerate case (every difference equal, so the standard error is 0): when all differences
     are 0 the result is t = 0, p = 1; otherwise t = ±inf, p = 0 (the limit of the test).
     """
-    x, y = _paired(a, b)
+    x, y = paired_vectors(a, b)
     d = x - y
     n = int(d.size)
     mean_diff = float(d.mean())
@@ -113,7 +113,7 @@ def wilcoxon(a: Sequence[float], b: Sequence[float], method: str = "auto") -> Te
     9-13 pairs with tied or zero differences is a full permutation test taking seconds;
     ``"asymptotic"`` (normal approximation) is instant.
     """
-    x, y = _paired(a, b)
+    x, y = paired_vectors(a, b)
     d = x - y
     n = int(d.size)
     mean_diff = float(d.mean())
@@ -135,7 +135,7 @@ def randomization_test(
     counts as one sample, so p > 0). The same ``(a, b, n_samples, seed)`` always gives the
     same p-value. ``statistic`` is the observed mean difference.
     """
-    x, y = _paired(a, b)
+    x, y = paired_vectors(a, b)
     if isinstance(n_samples, bool) or not isinstance(n_samples, (int, np.integer)) or n_samples < 1:
         raise ValueError(f"randomization_test needs n_samples >= 1, got {n_samples!r}")
     d = x - y
@@ -211,17 +211,15 @@ def _as_vector(values: Sequence[float], name: str) -> np.ndarray:
     return x
 
 
-def _paired(a: Sequence[float], b: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
-    """Validate a paired sample: equal lengths, at least 2 pairs, finite values."""
+def paired_vectors(a: Sequence[float], b: Sequence[float], what: str = "a paired test") -> tuple[np.ndarray, np.ndarray]:
+    """Validate two paired score lists (one score per query or per item): 1-d, finite, equal
+    length, at least 2 pairs. ``what`` names the caller in the error ("a rank correlation")."""
     x = _as_vector(a, "a")
     y = _as_vector(b, "b")
     if x.size != y.size:
-        raise ValueError(
-            f"a paired test needs two score lists of equal length (one score per query), "
-            f"got {x.size} and {y.size}"
-        )
+        raise ValueError(f"{what} needs two score lists of equal length (one score per query or item), got {x.size} and {y.size}")
     if x.size < 2:
-        raise ValueError(f"a paired test needs at least 2 paired scores, got {x.size}")
+        raise ValueError(f"{what} needs at least 2 paired scores, got {x.size}")
     return x, y
 
 
