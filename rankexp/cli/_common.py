@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import warnings
 from contextlib import contextmanager
 from typing import Annotated, Iterator, List, Optional

@@ -220,13 +220,13 @@ def launch(overrides: list[str], name: str | None = None, output_dir: Path | Non
         proc = subprocess.run(hydra_command(overrides, sweep_dir / ".dry", "basic"), env=dry_env, capture_output=True, text=True)
         shutil.rmtree(sweep_dir / ".dry", ignore_errors=True)
         if proc.returncode != 0:
-            from rankexp.errors import ConfigError, one_line
+            from rankexp.errors import ConfigError
 
             tail = [l for l in (proc.stderr or proc.stdout).splitlines() if l.strip()]
             raise ConfigError(f"sweep overrides do not expand: {tail[-1] if tail else 'hydra failed'}")
     write_json(sweep_dir / "meta.json", {"name": name, "overrides": overrides, "launcher": launcher, "jobs": jobs,
                                          "command": "rankexp sweep " + " ".join(overrides), "updated": time.strftime("%Y-%m-%dT%H:%M:%S")})
-    index = write_index(sweep_dir)
+    write_index(sweep_dir)
     if dry_run:
         return sweep_dir, 0
     # 2. run them
