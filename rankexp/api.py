@@ -94,7 +94,8 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
     from rankexp.data.collection import load_collection
     from rankexp.data.examples import build_groups
     from rankexp.data.splits import split_queries
-    from rankexp.data.tokens import PairEncoder, build_token_tables
+    from rankexp.data.negatives.base import MiningContext
+    from rankexp.data.tokens import BiPairEncoder, PairEncoder, build_token_tables
     from rankexp.eval.measures import PROVIDER, evaluate, parse_measures
     from rankexp.eval.trec_io import sort_ranking, write_run
     from rankexp.models.datamodule import RankingDataModule, pair_loader
@@ -129,9 +130,13 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
     # ---- model, tokens, training groups
     t0 = time.perf_counter()
     encoder = build(cfg.model.encoder, "model.encoder")
+    bi = getattr(encoder, "kind", "cross") == "bi"
+    device = "cuda" if torch.cuda.is_available() and cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto") else "cpu"
     docs_tok, queries_tok = build_token_tables(collection, encoder.tokenizer, encoder.max_length, encoder.max_query_length, cache)
-    pairs = PairEncoder(encoder.tokenizer, docs_tok, queries_tok, encoder.max_length, encoder.max_query_length)
-    sampler.setup(collection, fs_run)
+    pairs = (BiPairEncoder if bi else PairEncoder)(encoder.tokenizer, docs_tok, queries_tok, encoder.max_length, encoder.max_query_length)
+    t_mine = time.perf_counter()
+    sampler.setup(collection, fs_run, MiningContext(cache, encoder, split["train"], device, int(cfg.eval.batch_size)))
+    timings["preprocess_negatives_s"] = time.perf_counter() - t_mine
     max_steps = int(cfg.trainer.max_steps)
     accumulate = int(cfg.trainer.get("accumulate_grad_batches", 1) or 1)
     # techniques see only the training queries' run and judgments (no dev/test labels leak into them)
@@ -145,7 +150,13 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
     dev_qrels = {q: collection.qrels[q] for q in split["dev"]}
     timings["preprocess_tokens_s"] = time.perf_counter() - t0
 
-    module = RankingModule(encoder, loss, weighter, lr=float(cfg.model.lr),
+    module_cls, extra = RankingModule, {}
+    if bi:
+        from rankexp.models.bimodule import BiEncoderModule
+
+        module_cls = BiEncoderModule
+        extra = {"relevant": {q: collection.relevant(q) for q in train_q}, "dynamic": sampler if sampler.dynamic else None}
+    module = module_cls(encoder, loss, weighter, **extra, lr=float(cfg.model.lr),
                            head_lr=float(cfg.model.head_lr) if cfg.model.get("head_lr") else None,
                            weight_decay=float(cfg.model.weight_decay),
                            warmup_steps=int(round(float(cfg.model.warmup_ratio) * max_steps)), max_steps=max_steps,
@@ -194,6 +205,8 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
     timings["train_s"] = time.perf_counter() - t0
+    if sampler.dynamic and timings["train_s"] > 0:  # ADORE: the share of training spent re-retrieving
+        timings["adore_retrieval_share"] = sampler.retrieval_s / timings["train_s"]
     if not trainer.is_global_zero:
         return RunResult(rd.run_id, rd.path, {}), logger
 
@@ -204,11 +217,28 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
         module.load_state_dict(state["state_dict"])
         best_step = int(state.get("global_step", best_step))
     t0 = time.perf_counter()
-    depth = int(cfg.eval.rerank_k)
-    test_pairs = candidates(split["test"], depth)
-    device = "cuda" if torch.cuda.is_available() and cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto") else "cpu"
-    model_run = score_pairs(module.encoder, pair_loader(test_pairs, pairs, int(cfg.eval.batch_size)), "reranking test", device)
-    timings["rerank_s"] = time.perf_counter() - t0
+    retrieval: dict[str, Any] = {}
+    if bi:  # a bi-encoder retrieves from the whole corpus: encode it, exact top-k for the test queries
+        from rankexp.retrieval.dense import build_index, search_queries, texts_for
+
+        depth = int(cfg.eval.retrieval_k)
+        measures = [str(m) for m in parse_measures(list(cfg.eval.retrieval_measures))]
+        n_events = len(cache.events)
+        index = build_index(module.encoder, collection, cache, int(cfg.eval.batch_size), device)
+        timings["index_s"] = time.perf_counter() - t0
+        _, query_text = texts_for(module.encoder, collection, cache)
+        model_run = search_queries(module.encoder, index, query_text, split["test"], depth, int(cfg.eval.batch_size), device)
+        timings["retrieve_s"] = time.perf_counter() - t0 - timings["index_s"]
+        built = [e for e in cache.events[n_events:] if e.kind == "dense_index" and not e.hit]
+        retrieval = {"mode": "dense retrieval", "k": depth, "index": index.digest(), "docs": len(index),
+                     "index_cached": not built,
+                     "docs_per_s": round(len(index) / built[0].build_s, 1) if built and built[0].build_s > 0 else None}
+    else:
+        depth = int(cfg.eval.rerank_k)
+        test_pairs = candidates(split["test"], depth)
+        model_run = score_pairs(module.encoder, pair_loader(test_pairs, pairs, int(cfg.eval.batch_size)), "reranking test", device)
+        timings["rerank_s"] = time.perf_counter() - t0
+        retrieval = {"mode": "rerank", "k": depth}
     baseline_run = {q: dict(sort_ranking(fs_run[q])[:depth]) for q in split["test"] if q in fs_run}
     test_qrels = {q: collection.qrels[q] for q in split["test"]}
     model_eval = evaluate(model_run, test_qrels, measures, qids=split["test"], complete=True)
@@ -223,14 +253,15 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
         "split": "test",
         "provider": PROVIDER,
         "rerank_k": depth,
+        "retrieval": retrieval,
         "queries": {"test": len(split["test"]), "evaluated": model_eval.num_queries,
                     "without_candidates": model_eval.missing_in_run, "dev": len(split["dev"]), "train": len(split["train"])},
         "model": model_eval.aggregate,
         "baseline": {"name": first_stage.name, "params": first_stage.params(), **base_eval.aggregate},
         "dev": {"measure": dev_measure, "best": float(best_cb.best_model_score) if best_cb is not None and best_cb.best_model_score is not None else None,
                 "best_step": best_step},
-        "train": {"steps": trainer.global_step, "groups": len(groups), "group_size": 1 + int(cfg.train.num_negatives),
-                  "negatives": sampler.stats(), "peak_rss_mb": peak_rss_mb(), **{k: round(v, 2) for k, v in timings.items()}},
+        "train": {"steps": trainer.global_step, "groups": len(groups), "group_size": len(groups[0].doc_ids) if groups else 0,
+                  "negatives": sampler.stats(), "peak_rss_mb": peak_rss_mb(), **{k: round(v, 4 if k.endswith("share") else 2) for k, v in timings.items()}},
         "cache": cache.summary(),
         "notes": collection.notes,
     }

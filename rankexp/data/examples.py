@@ -35,6 +35,6 @@ def build_groups(collection: Collection, train_qids: Sequence[str], sampler: Neg
             order = positives[:]
             rng.shuffle(order)
         q, pos = order.pop()
-        negs = sampler.sample(q, collection.relevant(q), num_negatives, rng)
+        negs = sampler.sample(q, collection.relevant(q), num_negatives, rng, positive=pos)
         groups.append(Group(q, (pos, *negs)))
     return groups

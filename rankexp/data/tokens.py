@@ -108,3 +108,56 @@ def build_token_tables(collection: Collection, tokenizer, max_length: int, max_q
 
     path = cache.get_or_build("tokens", key, build)
     return TokenTable.load(path / "docs.npz"), TokenTable.load(path / "queries.npz")
+
+
+def pad_rows(rows: Sequence[np.ndarray], pad: int) -> dict[str, torch.Tensor]:
+    """Right-pad token rows to the longest: ``input_ids`` and ``attention_mask`` ``[N, width]``."""
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        input_ids[i, : len(r)] = torch.from_numpy(np.asarray(r, dtype=np.int64))
+        attention[i, : len(r)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention}
+
+
+class TextEncoder:
+    """Single texts ``[CLS] text [SEP]`` from a cached token table, truncated to ``max_length``."""
+
+    def __init__(self, tokenizer, table: TokenTable, max_length: int):
+        self.table, self.max_length = table, max_length
+        self.cls = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+        self.sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+        self.pad = tokenizer.pad_token_id or 0
+
+    def length(self, key: str) -> int:
+        return min(self.table.length(key) + 2, self.max_length)
+
+    def row(self, key: str) -> np.ndarray:
+        return np.concatenate([[self.cls], self.table.get(key)[: self.max_length - 2], [self.sep]])
+
+    def encode(self, keys: Sequence[str]) -> dict[str, torch.Tensor]:
+        return pad_rows([self.row(k) for k in keys], self.pad)
+
+
+class BiPairEncoder:
+    """The bi-encoder's batches: queries and documents tokenized apart.
+
+    ``encode(qids, dids)`` gives one (query, document) row pair per input pair (dev reranking);
+    ``encode_groups`` gives each group's query once and all its documents (training).
+    """
+
+    def __init__(self, tokenizer, docs: TokenTable, queries: TokenTable, max_length: int, max_query_length: int):
+        self.doc_text = TextEncoder(tokenizer, docs, max_length)
+        self.query_text = TextEncoder(tokenizer, queries, max_query_length)
+
+    def pair_length(self, qid: str, did: str) -> int:
+        return self.doc_text.length(did)
+
+    def encode(self, qids: Sequence[str], dids: Sequence[str]) -> dict[str, torch.Tensor]:
+        q, d = self.query_text.encode(qids), self.doc_text.encode(dids)
+        return {"q_input_ids": q["input_ids"], "q_attention_mask": q["attention_mask"],
+                "d_input_ids": d["input_ids"], "d_attention_mask": d["attention_mask"]}
+
+    def encode_groups(self, qids: Sequence[str], flat_dids: Sequence[str]) -> dict[str, dict[str, torch.Tensor]]:
+        return {"queries": self.query_text.encode(qids), "docs": self.doc_text.encode(flat_dids)}

@@ -8,7 +8,7 @@ import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from rankexp.data.examples import Group
-from rankexp.data.tokens import PairEncoder
+from rankexp.data.tokens import BiPairEncoder, PairEncoder
 
 
 class GroupDataset(Dataset):
@@ -55,7 +55,7 @@ class ResumeSampler(Sampler):
 
 
 class GroupCollator:
-    def __init__(self, encoder: PairEncoder):
+    def __init__(self, encoder: PairEncoder | BiPairEncoder):
         self.encoder = encoder
 
     def __call__(self, groups: list[Group]) -> dict:
@@ -63,11 +63,14 @@ class GroupCollator:
         doc_ids = [list(g.doc_ids) for g in groups]
         flat_q = [g.qid for g in groups for _ in g.doc_ids]
         flat_d = [d for g in groups for d in g.doc_ids]
-        return {"inputs": self.encoder.encode(flat_q, flat_d), "qids": qids, "doc_ids": doc_ids, "group_size": len(doc_ids[0])}
+        batch = {"qids": qids, "doc_ids": doc_ids, "group_size": len(doc_ids[0])}
+        if hasattr(self.encoder, "encode_groups"):  # bi-encoder: each query once, documents apart
+            return {**batch, **self.encoder.encode_groups(qids, flat_d)}
+        return {**batch, "inputs": self.encoder.encode(flat_q, flat_d)}
 
 
 class PairCollator:
-    def __init__(self, encoder: PairEncoder):
+    def __init__(self, encoder: PairEncoder | BiPairEncoder):
         self.encoder = encoder
 
     def __call__(self, pairs: list[tuple[str, str]]) -> dict:

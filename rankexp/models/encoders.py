@@ -41,6 +41,30 @@ def load_tokenizer(name: str):
         raise ConfigError(f"model.name {name!r}: cannot load its tokenizer ({type(e).__name__}); not a local path, or no network to download it") from None
 
 
+def load_transformer(name: str, tokenizer, tiny: dict[str, Any] | None, max_length: int) -> nn.Module:
+    """The transformer body: pretrained weights of ``name``, or a random BERT of the ``tiny`` sizes."""
+    from transformers import AutoModel, BertConfig, BertModel
+
+    if tiny:
+        config = BertConfig(vocab_size=tokenizer.vocab_size, max_position_embeddings=max(max_length, 64), **dict(tiny))
+        model = BertModel(config, add_pooling_layer=False)
+    else:
+        try:
+            model = AutoModel.from_pretrained(resolve_model_path(name))
+        except Exception as e:
+            raise ConfigError(f"model.name {name!r}: cannot load weights ({type(e).__name__}); not a local path, or no network to download it") from None
+    model.train()  # transformers 5 returns models in eval mode
+    return model
+
+
+def pool(hidden: torch.Tensor, attention_mask: torch.Tensor, pooling: str) -> torch.Tensor:
+    """``cls``: the first token's vector; ``mean``: the mean over non-padding tokens."""
+    if pooling == "cls":
+        return hidden[:, 0]
+    mask = attention_mask.unsqueeze(-1).to(hidden.dtype)
+    return (hidden * mask).sum(1) / mask.sum(1).clamp(min=1.0)
+
+
 class CrossEncoder(nn.Module):
     """Cross-encoder: a transformer over the concatenated pair, CLS (or mean) pooling, linear head.
 
@@ -59,23 +83,13 @@ class CrossEncoder(nn.Module):
     def __init__(self, name: str = "all-MiniLM-L6-v2", max_length: int = 256, max_query_length: int = 32,
                  pooling: str = "cls", dropout: float = 0.1, tiny: dict[str, Any] | None = None):
         super().__init__()
-        from transformers import AutoModel, BertConfig, BertModel
-
         if pooling not in ("cls", "mean"):
             raise ConfigError(f"model.encoder.pooling must be 'cls' or 'mean', got {pooling!r}")
         if max_length < max_query_length + 8:
             raise ConfigError(f"model.encoder.max_length ({max_length}) must exceed max_query_length ({max_query_length}) + 8")
         self.name, self.max_length, self.max_query_length, self.pooling = name, max_length, max_query_length, pooling
         self.tokenizer = load_tokenizer(name)
-        if tiny:
-            config = BertConfig(vocab_size=self.tokenizer.vocab_size, max_position_embeddings=max(max_length, 64), **dict(tiny))
-            self.model = BertModel(config, add_pooling_layer=False)
-        else:
-            try:
-                self.model = AutoModel.from_pretrained(resolve_model_path(name))
-            except Exception as e:
-                raise ConfigError(f"model.name {name!r}: cannot load weights ({type(e).__name__}); not a local path, or no network to download it") from None
-        self.model.train()  # transformers 5 returns models in eval mode
+        self.model = load_transformer(name, self.tokenizer, tiny, max_length)
         hidden = self.model.config.hidden_size
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, 1)
@@ -83,9 +97,4 @@ class CrossEncoder(nn.Module):
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
-        if self.pooling == "cls":
-            pooled = out[:, 0]
-        else:
-            mask = attention_mask.unsqueeze(-1).to(out.dtype)
-            pooled = (out * mask).sum(1) / mask.sum(1).clamp(min=1.0)
-        return self.head(self.dropout(pooled)).squeeze(-1)
+        return self.head(self.dropout(pool(out, attention_mask, self.pooling))).squeeze(-1)

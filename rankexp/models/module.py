@@ -54,9 +54,13 @@ class RankingModule(pl.LightningModule):
         return scores[torch.argsort(torch.cat([c for c, _ in out]))]
 
     # ------------------------------------------------------------------ train
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    def example_losses(self, batch: dict[str, Any]) -> torch.Tensor:
+        """The loss of each group of the batch, ``[B]``."""
         scores = self(batch["inputs"]).view(len(batch["qids"]), batch["group_size"])
-        per_example = self.loss_fn(scores)
+        return self.loss_fn(scores)
+
+    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+        per_example = self.example_losses(batch)
         if self.weighter.uniform:
             loss = per_example.mean()
         else:

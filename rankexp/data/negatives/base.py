@@ -1,31 +1,47 @@
 """Negative samplers: given a training query, return documents to contrast with its positive.
 
-A sampler sees the collection and the first-stage run once (``setup``) and then answers
-``sample(qid, exclude, n, rng)``. It never returns a document in ``exclude`` (the query's
-relevant documents) and falls back to uniform corpus sampling when its own pool runs dry,
-counting how often that happened.
+A sampler sees the collection and the first-stage run once (``setup``; mined samplers also get
+a :class:`MiningContext` with the cache and the run's model) and then answers
+``sample(qid, exclude, n, rng, positive)``. It never returns a document in ``exclude`` (the
+query's relevant documents) and falls back to uniform corpus sampling when its own pool runs dry,
+counting how often that happened. A *dynamic* sampler (ADORE) returns no static negatives; the
+training step asks it for negatives instead.
 """
 
 from __future__ import annotations
 
 import random
-from typing import Mapping
+from dataclasses import dataclass
+from typing import Any, Mapping, Sequence
 
 from rankexp.data.collection import Collection
 from rankexp.errors import DataError
 
 
+@dataclass
+class MiningContext:
+    """What a mined sampler may use: the cache, the run's model before training (a bi-encoder
+    mines with it when no other retriever is configured), the training queries, the device."""
+
+    cache: Any = None
+    encoder: Any = None
+    train_qids: Sequence[str] | None = None
+    device: str = "cpu"
+    batch_size: int = 64
+
+
 class NegativeSampler:
     name = "base"
+    dynamic = False
 
-    def setup(self, collection: Collection, first_stage: Mapping[str, Mapping[str, float]]) -> None:
+    def setup(self, collection: Collection, first_stage: Mapping[str, Mapping[str, float]], ctx: MiningContext | None = None) -> None:
         self.all_docs = list(collection.docs)
         self.fallbacks = 0
 
     def pool(self, qid: str) -> list[str]:  # pragma: no cover - abstract
         raise NotImplementedError
 
-    def sample(self, qid: str, exclude: set[str], n: int, rng: random.Random) -> list[str]:
+    def sample(self, qid: str, exclude: set[str], n: int, rng: random.Random, positive: str | None = None) -> list[str]:
         pool = [d for d in self.pool(qid) if d not in exclude]
         if len(pool) >= n:
             return rng.sample(pool, n)

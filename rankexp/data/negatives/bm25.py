@@ -1,26 +1,25 @@
-"""Negatives from the first-stage (BM25 by default) ranking: uniform over ranks (skip_top, depth]."""
+"""Negatives from the first-stage (BM25 by default) ranking, with the false-negative filters."""
 
 from __future__ import annotations
 
-from rankexp.data.negatives.base import NegativeSampler
-from rankexp.errors import ConfigError
-from rankexp.eval.trec_io import sort_ranking
+from rankexp.data.negatives.mined import MinedNegatives, run_ranking
+from rankexp.utils.hashing import stable_hash
 
 
-class BM25Negatives(NegativeSampler):
-    """``depth``: sample from the top ``depth`` of the first-stage run; ``skip_top``: ignore its
-    first ranks (a crude false-negative filter: unjudged top documents are often relevant)."""
+class BM25Negatives(MinedNegatives):
+    """Top ``depth`` of the first-stage run (default ranks 1..100) minus the filters' removals,
+    drawn uniformly (``select=uniform``) or best first (``select=top``). ``skip_top`` ignores the
+    first ranks (unjudged top documents are often relevant)."""
 
     name = "bm25"
 
-    def __init__(self, depth: int = 100, skip_top: int = 0):
-        if depth < 1 or skip_top < 0 or skip_top >= depth:
-            raise ConfigError(f"negatives: need depth >= 1 and 0 <= skip_top < depth, got depth={depth}, skip_top={skip_top}")
-        self.depth, self.skip_top = depth, skip_top
+    def __init__(self, depth: int = 100, skip_top: int = 0, **filters):
+        super().__init__(depth=depth, skip_top=skip_top, **filters)
+        self.skip_top = skip_top
 
-    def setup(self, collection, first_stage):
-        super().setup(collection, first_stage)
-        self.pools = {q: [d for d, _ in sort_ranking(r)[self.skip_top : self.depth]] for q, r in first_stage.items()}
+    def mining_key(self, collection, first_stage, ctx, qids):
+        ranking = run_ranking(first_stage, qids, self.depth)
+        return {"first_stage_run": stable_hash(ranking, 16)}
 
-    def pool(self, qid):
-        return self.pools.get(qid, [])
+    def mine(self, collection, first_stage, ctx, qids):
+        return run_ranking(first_stage, qids, self.depth), {}

@@ -11,5 +11,5 @@ class RandomNegatives(NegativeSampler):
     def pool(self, qid: str) -> list[str]:
         return []
 
-    def sample(self, qid, exclude, n, rng):
+    def sample(self, qid, exclude, n, rng, positive=None):
         return self.fill_random([], exclude, n, rng)

@@ -1,0 +1,100 @@
+"""ADORE: dynamic hard negatives over a frozen document index (Zhan et al., SIGIR 2021, Sec. 5.2).
+
+The document encoder is fixed and the corpus is encoded once (the index). At every training step
+the *current* query encoder embeds the batch's queries, retrieves their top ``depth`` (200 in the
+paper) from the frozen index, and is trained on what it retrieves now: the positive against every
+retrieved non-relevant document that survives the false-negative filters. Only the query encoder
+learns, so the index never has to be rebuilt and the negatives are always the model's own hardest.
+
+Loss per query (RankNet pairs, scores divided by the model's temperature T):
+
+    l(q) = sum_j  w_j * log(1 + exp((s_j - s_+) / T))
+
+with ``lambda_weight=true`` the paper's LambdaRank-style weight w_j = |1/r_+ - 1/r_j|, the change
+in reciprocal rank if the positive (at rank r_+ among all documents) and the negative (rank r_j)
+swapped, so pairs that decide the top of the ranking count most; with ``lambda_weight=false``
+w_j = 1/|negatives| (a plain mean of the pair losses).
+
+Only a bi-encoder has a query encoder to train this way: with a cross-encoder the sampler stops
+with a one-line error. Starting ADORE from a STAR-trained model (the paper's best combination):
+``model.encoder.checkpoint=<STAR run directory>``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from rankexp.data.negatives.base import MiningContext, NegativeSampler
+from rankexp.data.negatives.filters import FalseNegativeFilter
+from rankexp.errors import ConfigError
+
+
+class DenseDynamicNegatives(NegativeSampler):
+    name = "dense_dynamic"
+    dynamic = True
+
+    def __init__(self, depth: int = 200, lambda_weight: bool = True, skip_top: int = 0, margin_abs: float | None = None,
+                 margin_rel: float | None = None, max_score: float | None = None):
+        self.filter = FalseNegativeFilter(depth, skip_top, margin_abs, margin_rel, max_score, "top")
+        self.depth, self.lambda_weight = depth, bool(lambda_weight)
+        self.index = None
+        self.retrieval_s = 0.0
+        self.steps = 0
+        self.no_negative = 0
+
+    def setup(self, collection, first_stage, ctx: MiningContext | None = None) -> None:
+        super().setup(collection, first_stage, ctx)
+        encoder = getattr(ctx, "encoder", None)
+        if encoder is None or getattr(encoder, "kind", None) != "bi":
+            raise ConfigError("negatives=dense_dynamic (ADORE) trains a bi-encoder's query side over a frozen document "
+                              "index; use it with model=bi_encoder (for a cross-encoder use dense_static)")
+        from rankexp.retrieval.dense import build_index
+
+        encoder.unshare()  # the document side keeps the warm-up weights and never trains
+        for p in encoder.doc_model.parameters():
+            p.requires_grad_(False)
+        self.index = build_index(encoder, collection, ctx.cache, ctx.batch_size, ctx.device)
+        self.index_digest = self.index.digest()
+        self.relevant = {q: collection.relevant(q) for q in collection.queries}
+
+    def sample(self, qid, exclude, n, rng, positive=None):
+        return []  # negatives come from the training step
+
+    def step_losses(self, q: torch.Tensor, qids, positives, temperature: float) -> torch.Tensor:
+        """Per-query losses ``[B]`` for query embeddings ``q [B, dim]`` (with gradient) and each
+        group's positive document id; retrieval uses the frozen index."""
+        import time
+
+        t0 = time.perf_counter()
+        scores = self.index.scores(q)  # [B, N], differentiable in q
+        with torch.no_grad():
+            detached = scores.detach()
+            top_s, top_i = torch.topk(detached, min(self.depth, detached.shape[1]), dim=1)
+        self.retrieval_s += time.perf_counter() - t0
+        self.steps += 1
+        losses = []
+        for b, (qid, pos) in enumerate(zip(qids, positives)):
+            p = self.index.position[pos]
+            s_pos = scores[b, p]
+            ranked = [(self.index.doc_ids[int(i)], float(s)) for s, i in zip(top_s[b], top_i[b])]
+            kept = self.filter.apply(ranked, self.relevant.get(qid, set()), s_pos.item())
+            if not kept:
+                self.no_negative += 1
+                losses.append(s_pos * 0.0)
+                continue
+            neg_pos = torch.tensor([self.index.position[d] for d, _, _ in kept], device=scores.device)
+            s_neg = scores[b, neg_pos]
+            pair = F.softplus((s_neg - s_pos) / temperature)
+            if self.lambda_weight:
+                r_pos = 1 + int((detached[b] > detached[b, p]).sum())
+                r_neg = torch.tensor([float(r) for _, _, r in kept], device=scores.device)
+                w = (1.0 / r_pos - 1.0 / r_neg).abs()
+                losses.append((w * pair).sum())
+            else:
+                losses.append(pair.mean())
+        return torch.stack(losses)
+
+    def stats(self) -> dict:
+        return {**super().stats(), **self.filter.stats(), "index": getattr(self, "index_digest", None),
+                "steps": self.steps, "retrieval_s": round(self.retrieval_s, 3), "queries_without_negative": self.no_negative}

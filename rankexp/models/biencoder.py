@@ -1,0 +1,91 @@
+"""Bi-encoder (dense retriever): queries and documents encoded apart, scored by dot product or cosine.
+
+``shared=True`` uses one transformer for both sides (as all-MiniLM-L6-v2 was trained);
+``shared=False`` starts a separate document encoder from the same weights. Pooling is ``mean``
+(all-MiniLM-L6-v2's) or ``cls``; ``similarity`` is ``dot`` or ``cos`` (vectors L2-normalised).
+Training divides similarities by ``temperature`` before the softmax (cos with 0.05 is the usual
+"scale 20" of contrastive training).
+"""
+
+from __future__ import annotations
+
+import copy
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from rankexp.errors import ConfigError
+from rankexp.models.encoders import load_tokenizer, load_transformer, pool
+
+
+class BiEncoder(nn.Module):
+    """Args:
+        name: HF model name or path (its tokenizer is always used); ``all-MiniLM-L6-v2`` is offline.
+        max_length: document length in tokens, special tokens included.
+        max_query_length: query length in tokens, special tokens included.
+        pooling: ``mean`` or ``cls``.
+        similarity: ``cos`` or ``dot``.
+        shared: one encoder for queries and documents.
+        temperature: similarities are divided by it in the training loss (> 0).
+        in_batch: use the other groups' documents of the batch as extra negatives (masking any that
+            are judged relevant to the query).
+        tiny: BertConfig sizes of a random model (tests), as for the cross-encoder.
+        checkpoint: start from a rankexp bi-encoder run directory or ``.ckpt`` (e.g. ADORE on top
+            of a STAR-trained model) instead of ``name``'s weights.
+    """
+
+    kind = "bi"
+
+    def __init__(self, name: str = "all-MiniLM-L6-v2", max_length: int = 256, max_query_length: int = 32,
+                 pooling: str = "mean", similarity: str = "cos", shared: bool = True, temperature: float = 0.05,
+                 in_batch: bool = True, tiny: dict[str, Any] | None = None, checkpoint: str | None = None):
+        super().__init__()
+        if pooling not in ("cls", "mean"):
+            raise ConfigError(f"model.encoder.pooling must be 'cls' or 'mean', got {pooling!r}")
+        if similarity not in ("cos", "dot"):
+            raise ConfigError(f"model.encoder.similarity must be 'cos' or 'dot', got {similarity!r}")
+        if not temperature > 0:
+            raise ConfigError(f"model.encoder.temperature must be > 0, got {temperature}")
+        if max_length < 8 or max_query_length < 4:
+            raise ConfigError(f"model.encoder: max_length ({max_length}) >= 8 and max_query_length ({max_query_length}) >= 4 needed")
+        self.name, self.max_length, self.max_query_length = name, max_length, max_query_length
+        self.pooling, self.similarity, self.shared = pooling, similarity, shared
+        self.temperature, self.in_batch = float(temperature), bool(in_batch)
+        self.tokenizer = load_tokenizer(name)
+        self.query_model = load_transformer(name, self.tokenizer, tiny, max(max_length, max_query_length))
+        self.doc_model = None if shared else copy.deepcopy(self.query_model)
+        self.identity = {"name": name, "tiny": dict(tiny) if tiny else None, "pooling": pooling,
+                         "similarity": similarity, "shared": shared}
+        if checkpoint:
+            from rankexp.retrieval.dense import load_weights
+
+            load_weights(self, checkpoint)
+
+    def unshare(self) -> None:
+        """Give the document side its own copy of the current weights (ADORE freezes it)."""
+        if self.doc_model is None:
+            self.doc_model = copy.deepcopy(self.query_model)
+            self.shared = False
+            self.identity["shared"] = False
+
+    def side(self, which: str) -> nn.Module:
+        return self.query_model if which == "query" or self.doc_model is None else self.doc_model
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, side: str = "doc") -> torch.Tensor:
+        """Embeddings ``[N, dim]`` (L2-normalised when ``similarity == 'cos'``)."""
+        hidden = self.side(side)(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        emb = pool(hidden, attention_mask, self.pooling)
+        return F.normalize(emb, dim=-1) if self.similarity == "cos" else emb
+
+    def forward(self, q_input_ids: torch.Tensor, q_attention_mask: torch.Tensor,
+                d_input_ids: torch.Tensor, d_attention_mask: torch.Tensor) -> torch.Tensor:
+        """Scores ``[N]`` of N (query, document) pairs: the similarity of each row's two embeddings."""
+        q = self.encode(q_input_ids, q_attention_mask, "query")
+        d = self.encode(d_input_ids, d_attention_mask, "doc")
+        return (q * d).sum(-1)
+
+    def doc_state(self) -> dict[str, torch.Tensor]:
+        """The weights that determine document embeddings (for the index's cache key)."""
+        return self.side("doc").state_dict()

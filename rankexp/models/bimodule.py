@@ -1,0 +1,59 @@
+"""The bi-encoder's LightningModule: contrastive training with in-batch and sampled negatives.
+
+For a batch of B groups (query, positive, n negatives) the query side embeds the B queries and the
+document side the B*(1+n) documents. With ``loss=listwise`` and ``model.encoder.in_batch=true``
+each query's softmax runs over *all* B*(1+n) documents (its own group plus every other group's
+documents as random negatives), similarities divided by the temperature, its positive the target;
+another group's document that is judged relevant to the query is masked out (a false in-batch
+negative). Otherwise the configured loss scores each group's own documents only. With a dynamic
+sampler (ADORE) the sampler supplies the step's losses from its frozen index instead.
+
+Dev evaluation and checkpoint selection are those of :class:`RankingModule` (the dev queries'
+first-stage candidates, scored by similarity).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Mapping
+
+import torch
+import torch.nn.functional as F
+
+from rankexp.models.module import RankingModule
+
+
+class BiEncoderModule(RankingModule):
+    def __init__(self, encoder, loss, weighter=None, relevant: Mapping[str, set[str]] | None = None, dynamic=None, **kwargs):
+        super().__init__(encoder, loss, weighter, **kwargs)
+        self.relevant = relevant or {}
+        self.dynamic = dynamic
+
+    def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
+        return self.encoder(**inputs)
+
+    def example_losses(self, batch: dict[str, Any]) -> torch.Tensor:
+        enc = self.encoder
+        q = enc.encode(**batch["queries"], side="query")
+        if self.dynamic is not None:
+            return self.dynamic.step_losses(q, batch["qids"], [d[0] for d in batch["doc_ids"]], enc.temperature)
+        d = enc.encode(**batch["docs"], side="doc")
+        b, g = len(batch["qids"]), batch["group_size"]
+        if enc.in_batch and self.loss_fn.name == "listwise":
+            logits = (q @ d.T).float() / enc.temperature  # [B, B*G]
+            logits = logits.masked_fill(self.false_negative_mask(batch["qids"], batch["doc_ids"]).to(logits.device), float("-inf"))
+            target = torch.arange(b, device=logits.device) * g
+            return F.cross_entropy(logits, target, reduction="none")
+        scores = (q.unsqueeze(1) * d.view(b, g, -1)).sum(-1).float() / enc.temperature
+        return self.loss_fn(scores)
+
+    def false_negative_mask(self, qids, doc_ids) -> torch.Tensor:
+        """``[B, B*G]``: True where another group's document is judged relevant to row's query."""
+        g = len(doc_ids[0])
+        flat = [d for group in doc_ids for d in group]
+        mask = torch.zeros((len(qids), len(flat)), dtype=torch.bool)
+        for i, q in enumerate(qids):
+            rel = self.relevant.get(q, ())
+            for j, d in enumerate(flat):
+                if j // g != i and d in rel:
+                    mask[i, j] = True
+        return mask
