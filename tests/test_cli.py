@@ -53,7 +53,8 @@ def test_every_option_of_every_group_composes_and_instantiates():
         for option in options:
             if group in ("experiment",):
                 continue
-            extra = {"irds": ["data.id=vaswani"], "local": ["data.path=/tmp"]}.get(option if group == "data" else "", [])
+            extra = {"data/irds": ["data.id=vaswani"], "data/local": ["data.path=/tmp"],
+                     "negatives/file": ["negatives.path=/tmp/negatives.tsv"]}.get(f"{group}/{option}", [])
             cfg = api.compose([f"{group}={option}", *extra])
             node = cfg[group]
             if "_target_" in node and group not in ("model",):
