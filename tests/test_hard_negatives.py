@@ -218,7 +218,7 @@ def test_in_batch_softmax_masks_false_negatives_and_matches_hand_computation():
     from rankexp.models.bimodule import BiEncoderModule
 
     enc = tiny_bi(temperature=0.05)
-    module = BiEncoderModule(enc, SoftmaxCELoss(), relevant={"q0": {"a", "c"}, "q1": {"c"}})
+    module = BiEncoderModule(enc, SoftmaxCELoss(), relevant={"q0": {"a", "c"}, "q1": {"c"}}, length_buckets=1)
     qids, doc_ids = ["q0", "q1"], [["a", "b"], ["c", "d"]]
     mask = module.false_negative_mask(qids, doc_ids)
     # q0: its own group (a, b) never masked; c is relevant to q0 but sits in q1's group -> masked
@@ -290,3 +290,17 @@ def test_dense_dynamic_needs_a_bi_encoder():
     coll = toy_collection()
     with pytest.raises(ConfigError, match="bi-encoder"):
         DenseDynamicNegatives().setup(coll, {}, MiningContext(None, object(), None))
+
+
+def test_length_bucketed_encoding_equals_one_padded_batch():
+    from rankexp.models.module import bucketed
+
+    enc = tiny_bi().eval()
+    torch.manual_seed(1)
+    lengths = [5, 30, 12, 7, 22, 3, 16, 9, 28, 11]
+    ids = torch.randint(1000, 2000, (10, 30))
+    mask = torch.tensor([[1] * n + [0] * (30 - n) for n in lengths])
+    with torch.no_grad():
+        whole = enc.encode(ids, mask, side="doc")
+        parts = bucketed(enc.encode, {"input_ids": ids, "attention_mask": mask}, 3, side="doc")
+    assert torch.allclose(whole, parts, atol=1e-5)

@@ -49,8 +49,9 @@ def print_result(result, wall: float) -> None:
         console.print(f"[yellow]already complete[/] ({result.path}); use --force to re-run")
     base = m.get("baseline", {})
     name = base.get("name", "baseline")
-    table = Table(title=f"{m.get('dataset')} test split: {m['queries']['evaluated']} queries, top-{m.get('rerank_k')} reranked "
-                        f"({m.get('provider')})")
+    how = (f"dense retrieval top-{m['rerank_k']} of the corpus" if m.get("retrieval", {}).get("mode") == "dense retrieval"
+           else f"top-{m.get('rerank_k')} reranked")
+    table = Table(title=f"{m.get('dataset')} test split: {m['queries']['evaluated']} queries, {how} ({m.get('provider')})")
     table.add_column("measure")
     table.add_column(name, justify="right")
     table.add_column("model", justify="right")

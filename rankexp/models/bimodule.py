@@ -19,7 +19,7 @@ from typing import Any, Mapping
 import torch
 import torch.nn.functional as F
 
-from rankexp.models.module import RankingModule
+from rankexp.models.module import RankingModule, bucketed
 
 
 class BiEncoderModule(RankingModule):
@@ -33,10 +33,10 @@ class BiEncoderModule(RankingModule):
 
     def example_losses(self, batch: dict[str, Any]) -> torch.Tensor:
         enc = self.encoder
-        q = enc.encode(**batch["queries"], side="query")
+        q = bucketed(enc.encode, batch["queries"], self.length_buckets, side="query")
         if self.dynamic is not None:
             return self.dynamic.step_losses(q, batch["qids"], [d[0] for d in batch["doc_ids"]], enc.temperature)
-        d = enc.encode(**batch["docs"], side="doc")
+        d = bucketed(enc.encode, batch["docs"], self.length_buckets, side="doc")
         b, g = len(batch["qids"]), batch["group_size"]
         if enc.in_batch and self.loss_fn.name == "listwise":
             logits = (q @ d.T).float() / enc.temperature  # [B, B*G]

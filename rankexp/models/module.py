@@ -13,6 +13,20 @@ from rankexp.losses.base import RankingLoss
 from rankexp.techniques.base import UniformWeighter, Weighter
 
 
+def bucketed(fn, inputs: dict[str, torch.Tensor], buckets: int, **kwargs) -> torch.Tensor:
+    """``fn(**inputs)`` computed in ``buckets`` chunks of rows sorted by length, each chunk trimmed
+    to its own longest row, so short rows do not pay for the batch's longest one. Rows come back in
+    the input order; the result equals one padded call (padding is masked out)."""
+    mask = inputs["attention_mask"]
+    if buckets <= 1 or mask.shape[0] < 2 * buckets:
+        return fn(**inputs, **kwargs)
+    lengths = mask.sum(dim=1)
+    order = torch.argsort(lengths)
+    chunks = torch.chunk(order, buckets)
+    outs = [fn(**{k: v[c, : int(lengths[c].max())] for k, v in inputs.items()}, **kwargs) for c in chunks]
+    return torch.cat(outs)[torch.argsort(torch.cat(chunks))]
+
+
 class RankingModule(pl.LightningModule):
     """Trains ``encoder`` with ``loss`` on groups ``[B, 1+n]``, weighting examples by ``weighter``.
 
@@ -36,22 +50,9 @@ class RankingModule(pl.LightningModule):
         self.last_dev: dict[str, float] = {}
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
-        """Scores ``[N]``. The pairs are sorted by length and encoded in ``length_buckets`` chunks,
-        each trimmed to its own longest pair, so short pairs do not pay for the batch's longest one
-        (the scores are the same as one padded batch; only the padding work is saved)."""
-        mask = inputs["attention_mask"]
-        n = mask.shape[0]
-        if self.length_buckets <= 1 or n < 2 * self.length_buckets:
-            return self.encoder(**inputs)
-        lengths = mask.sum(dim=1)
-        order = torch.argsort(lengths)
-        scores = torch.empty(n, dtype=torch.float32, device=mask.device)
-        out = []
-        for chunk in torch.chunk(order, self.length_buckets):
-            width = int(lengths[chunk].max())
-            out.append((chunk, self.encoder(**{k: v[chunk, :width] for k, v in inputs.items()})))
-        scores = torch.cat([s for _, s in out]).float()
-        return scores[torch.argsort(torch.cat([c for c, _ in out]))]
+        """Scores ``[N]``, the pairs encoded in ``length_buckets`` length-sorted chunks (see
+        :func:`bucketed`): the same scores as one padded batch, less padding work."""
+        return bucketed(self.encoder, inputs, self.length_buckets).float()
 
     # ------------------------------------------------------------------ train
     def example_losses(self, batch: dict[str, Any]) -> torch.Tensor:
