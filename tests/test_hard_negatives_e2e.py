@@ -109,3 +109,29 @@ def test_file_negatives_from_a_mined_file(static_run, vaswani_slice, tmp_path):
     assert result.exit_code == 0, result.output
     missing = train(fast_overrides(vaswani_slice, tmp_path / "x", negatives="file", **{"negatives.path": str(tmp_path / "nope.tsv")}))
     assert missing.exit_code != 0 and "negatives file not found" in missing.output and "Traceback" not in missing.output
+
+
+def test_retrieve_command_bm25_dense_and_hybrid(static_run, vaswani_slice, tmp_path):
+    out, rd = static_run
+    base = ["data=local", f"data.path={vaswani_slice}", f"paths.output_dir={tmp_path}", "eval.retrieval_k=200"]
+    r = CliRunner().invoke(app, ["retrieve", *base, "first_stage=dense", f"first_stage.model={rd}"])
+    assert r.exit_code == 0, r.output
+    (dense_dir,) = list((tmp_path / "retrievals").iterdir())
+    m = json.loads((dense_dir / "metrics.json").read_text())
+    bi_m = json.loads((rd / "metrics.json").read_text())
+    # the trained bi-encoder, loaded back from its run directory, retrieves what its run evaluated
+    assert m["model"]["nDCG@10"] == pytest.approx(bi_m["model"]["nDCG@10"])
+    assert m["model"]["R@100"] == pytest.approx(bi_m["model"]["R@100"])
+    r = CliRunner().invoke(app, ["retrieve", *base, "first_stage=bm25", "--split", "all"])
+    assert r.exit_code == 0, r.output
+    (bm25_dir,) = [p for p in (tmp_path / "retrievals").iterdir() if p != dense_dir]
+    m = json.loads((bm25_dir / "metrics.json").read_text())
+    assert m["queries"]["evaluated"] == 20 and m["split"] == "all"
+    from rankexp.data.collection import read_qrels
+
+    again = evaluate(read_run(bm25_dir / "run.trec"), read_qrels(vaswani_slice / "qrels.txt"), ["AP", "R@1000"], complete=True)
+    assert again.aggregate["AP"] == pytest.approx(m["model"]["AP"])
+    r = CliRunner().invoke(app, ["retrieve", *base, "first_stage=hybrid", f"first_stage.dense.model={rd}", "first_stage.alpha=0.3"])
+    assert r.exit_code == 0, r.output
+    bad = CliRunner().invoke(app, ["retrieve", *base, "first_stage=dense", f"first_stage.model={tmp_path / 'nope'}"])
+    assert bad.exit_code != 0 and "Traceback" not in bad.output and "error:" in bad.output
