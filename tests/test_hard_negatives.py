@@ -304,3 +304,17 @@ def test_length_bucketed_encoding_equals_one_padded_batch():
         whole = enc.encode(ids, mask, side="doc")
         parts = bucketed(enc.encode, {"input_ids": ids, "attention_mask": mask}, 3, side="doc")
     assert torch.allclose(whole, parts, atol=1e-5)
+
+
+def test_adore_reuses_the_index_of_the_same_weights(tmp_path):
+    from rankexp.retrieval.dense import build_index, doc_encoder_hash
+
+    coll = toy_collection()
+    cache = Cache(tmp_path)
+    shared = tiny_bi()
+    build_index(shared, coll, cache)
+    h = doc_encoder_hash(shared)
+    s = DenseDynamicNegatives(depth=10)
+    s.setup(coll, {}, MiningContext(cache, shared, list(coll.queries)))  # unshares the same weights
+    assert doc_encoder_hash(shared) == h
+    assert [e.hit for e in cache.events if e.kind == "dense_index"] == [False, True]

@@ -43,7 +43,10 @@ def model_hash(state: Mapping[str, torch.Tensor], extra: Any = None, length: int
 
 
 def doc_encoder_hash(encoder) -> str:
-    ident = {k: v for k, v in encoder.identity.items() if k != "name"} | {"max_length": encoder.max_length}
+    # what document embeddings depend on: the document side's weights, pooling, similarity, length
+    # (not the name, nor whether the query side shares the weights: ADORE unshares a model and
+    # reuses the index of the same weights)
+    ident = {k: v for k, v in encoder.identity.items() if k not in ("name", "shared")} | {"max_length": encoder.max_length}
     return model_hash(encoder.doc_state(), ident)
 
 
