@@ -135,3 +135,14 @@ def test_retrieve_command_bm25_dense_and_hybrid(static_run, vaswani_slice, tmp_p
     assert r.exit_code == 0, r.output
     bad = CliRunner().invoke(app, ["retrieve", *base, "first_stage=dense", f"first_stage.model={tmp_path / 'nope'}"])
     assert bad.exit_code != 0 and "Traceback" not in bad.output and "error:" in bad.output
+
+
+def test_cross_encoder_on_dense_static_negatives_from_a_separate_retriever(vaswani_slice, tmp_path):
+    retriever = "{max_length:32,max_query_length:12,tiny:{hidden_size:16,num_hidden_layers:1,num_attention_heads:2,intermediate_size:32}}"
+    result = train(fast_overrides(vaswani_slice, tmp_path, negatives="dense_static",
+                                  **{"negatives.retriever": retriever, "negatives.depth": 30, "trainer.max_steps": 3}))
+    assert result.exit_code == 0, result.output
+    (rd,) = list((tmp_path / "runs").iterdir())
+    m = json.loads((rd / "metrics.json").read_text())
+    assert m["retrieval"]["mode"] == "rerank" and m["train"]["negatives"]["sampler"] == "dense_static"
+    assert m["train"]["negatives"]["considered"] > 0 and m["train"]["negatives"]["fallback_to_random"] == 0
