@@ -207,6 +207,7 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
     timings["train_s"] = time.perf_counter() - t0
     if sampler.dynamic and timings["train_s"] > 0:  # ADORE: the share of training spent re-retrieving
         timings["adore_retrieval_share"] = sampler.retrieval_s / timings["train_s"]
+        timings["adore_retrieval_and_filter_share"] = (sampler.retrieval_s + sampler.candidates_s) / timings["train_s"]
     if not trainer.is_global_zero:
         return RunResult(rd.run_id, rd.path, {}), logger
 

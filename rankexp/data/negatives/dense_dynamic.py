@@ -39,7 +39,8 @@ class DenseDynamicNegatives(NegativeSampler):
         self.filter = FalseNegativeFilter(depth, skip_top, margin_abs, margin_rel, max_score, "top")
         self.depth, self.lambda_weight = depth, bool(lambda_weight)
         self.index = None
-        self.retrieval_s = 0.0
+        self.retrieval_s = 0.0   # scoring the frozen index and its top-k, per step
+        self.candidates_s = 0.0  # turning the top-k into filtered negatives
         self.steps = 0
         self.no_negative = 0
 
@@ -71,14 +72,17 @@ class DenseDynamicNegatives(NegativeSampler):
         with torch.no_grad():
             detached = scores.detach()
             top_s, top_i = torch.topk(detached, min(self.depth, detached.shape[1]), dim=1)
-        self.retrieval_s += time.perf_counter() - t0
+        t1 = time.perf_counter()
+        self.retrieval_s += t1 - t0
         self.steps += 1
         losses = []
         for b, (qid, pos) in enumerate(zip(qids, positives)):
             p = self.index.position[pos]
             s_pos = scores[b, p]
-            ranked = [(self.index.doc_ids[int(i)], float(s)) for s, i in zip(top_s[b], top_i[b])]
+            t1 = time.perf_counter()
+            ranked = [(self.index.doc_ids[int(i)], float(s)) for s, i in zip(top_s[b].tolist(), top_i[b].tolist())]
             kept = self.filter.apply(ranked, self.relevant.get(qid, set()), s_pos.item())
+            self.candidates_s += time.perf_counter() - t1
             if not kept:
                 self.no_negative += 1
                 losses.append(s_pos * 0.0)
@@ -97,4 +101,5 @@ class DenseDynamicNegatives(NegativeSampler):
 
     def stats(self) -> dict:
         return {**super().stats(), **self.filter.stats(), "index": getattr(self, "index_digest", None),
-                "steps": self.steps, "retrieval_s": round(self.retrieval_s, 3), "queries_without_negative": self.no_negative}
+                "steps": self.steps, "retrieval_s": round(self.retrieval_s, 3),
+                "candidates_s": round(self.candidates_s, 3), "queries_without_negative": self.no_negative}
