@@ -318,3 +318,26 @@ def test_adore_reuses_the_index_of_the_same_weights(tmp_path):
     s.setup(coll, {}, MiningContext(cache, shared, list(coll.queries)))  # unshares the same weights
     assert doc_encoder_hash(shared) == h
     assert [e.hit for e in cache.events if e.kind == "dense_index"] == [False, True]
+
+
+def test_adore_dev_scores_from_the_frozen_index_equal_encoding_the_documents(tmp_path):
+    from rankexp.data.tokens import BiPairEncoder, build_token_tables
+    from rankexp.losses.listwise import SoftmaxCELoss
+    from rankexp.models.bimodule import BiEncoderModule
+
+    coll = toy_collection()
+    enc = tiny_bi()
+    cache = Cache(tmp_path)
+    s = DenseDynamicNegatives(depth=10)
+    s.setup(coll, {}, MiningContext(cache, enc, list(coll.queries)))
+    docs, queries = build_token_tables(coll, enc.tokenizer, enc.max_length, enc.max_query_length, cache)
+    pairs = [("q0", "d5"), ("q1", "d7"), ("q2", "d40")]
+    batch = {"inputs": BiPairEncoder(enc.tokenizer, docs, queries, enc.max_length, enc.max_query_length).encode(*zip(*pairs)),
+             "qids": [q for q, _ in pairs], "dids": [d for _, d in pairs]}
+    enc.eval()
+    with torch.no_grad():
+        fast, plain = BiEncoderModule(enc, SoftmaxCELoss(), dynamic=s), BiEncoderModule(enc, SoftmaxCELoss())
+        fast.validation_step(batch, 0)
+        plain.validation_step(batch, 0)
+    assert [t[:2] for t in fast._val_scores] == pairs
+    assert [t[2] for t in fast._val_scores] == pytest.approx([t[2] for t in plain._val_scores], abs=1e-5)

@@ -46,6 +46,15 @@ class BiEncoderModule(RankingModule):
         scores = (q.unsqueeze(1) * d.view(b, g, -1)).sum(-1).float() / enc.temperature
         return self.loss_fn(scores)
 
+    def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
+        if self.dynamic is None:
+            return super().validation_step(batch, batch_idx)
+        # ADORE: the document side is frozen, so its embeddings are the index's; only queries are encoded
+        inputs = batch["inputs"]
+        q = self.encoder.encode(inputs["q_input_ids"], inputs["q_attention_mask"], side="query")
+        d = self.dynamic.index.lookup(batch["dids"]).to(q)
+        self._val_scores.extend(zip(batch["qids"], batch["dids"], (q * d).sum(-1).float().cpu().tolist()))
+
     def false_negative_mask(self, qids, doc_ids) -> torch.Tensor:
         """``[B, B*G]``: True where another group's document is judged relevant to row's query."""
         g = len(doc_ids[0])
