@@ -218,7 +218,6 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
         module.load_state_dict(state["state_dict"])
         best_step = int(state.get("global_step", best_step))
     t0 = time.perf_counter()
-    retrieval: dict[str, Any] = {}
     if bi:  # a bi-encoder retrieves from the whole corpus: encode it, exact top-k for the test queries
         from rankexp.retrieval.dense import build_index, search_queries, texts_for
 
@@ -231,7 +230,7 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
         model_run = search_queries(module.encoder, index, query_text, split["test"], depth, int(cfg.eval.batch_size), device)
         timings["retrieve_s"] = time.perf_counter() - t0 - timings["index_s"]
         built = [e for e in cache.events[n_events:] if e.kind == "dense_index" and not e.hit]
-        retrieval = {"mode": "dense retrieval", "k": depth, "index": index.digest(), "docs": len(index),
+        retrieval: dict[str, Any] = {"mode": "dense retrieval", "k": depth, "index": index.digest(), "docs": len(index),
                      "index_cached": not built,
                      "docs_per_s": round(len(index) / built[0].build_s, 1) if built and built[0].build_s > 0 else None}
     else:

@@ -57,15 +57,31 @@ class TokenTable:
         return cls(list(z["ids"]), z["flat"], z["offsets"])
 
 
+def special_ids(tokenizer) -> tuple[int, int, int]:
+    """(start, separator, padding) token ids: [CLS]/[SEP] or, for models without them, BOS/EOS."""
+    cls = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
+    sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
+    return cls, sep, tokenizer.pad_token_id or 0
+
+
+def pad_rows(rows: Sequence[np.ndarray], pad: int) -> dict[str, torch.Tensor]:
+    """Right-pad token rows to the longest: ``input_ids`` and ``attention_mask`` ``[N, width]``."""
+    width = max(len(r) for r in rows)
+    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
+    attention = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, r in enumerate(rows):
+        input_ids[i, : len(r)] = torch.from_numpy(np.asarray(r, dtype=np.int64))
+        attention[i, : len(r)] = 1
+    return {"input_ids": input_ids, "attention_mask": attention}
+
+
 class PairEncoder:
     """Assembles padded pair tensors from cached token tables."""
 
     def __init__(self, tokenizer, docs: TokenTable, queries: TokenTable, max_length: int, max_query_length: int):
         self.docs, self.queries = docs, queries
         self.max_length, self.max_query_length = max_length, max_query_length
-        self.cls = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
-        self.sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
-        self.pad = tokenizer.pad_token_id or 0
+        self.cls, self.sep, self.pad = special_ids(tokenizer)
 
     def pair_length(self, qid: str, did: str) -> int:
         q = min(self.queries.length(qid), self.max_query_length)
@@ -78,15 +94,11 @@ class PairEncoder:
             d = self.docs.get(did)[: self.max_length - len(q) - 3]
             rows.append(np.concatenate([[self.cls], q, [self.sep], d, [self.sep]]))
             types.append(len(q) + 2)
-        width = max(len(r) for r in rows)
-        input_ids = torch.full((len(rows), width), self.pad, dtype=torch.long)
-        attention = torch.zeros((len(rows), width), dtype=torch.long)
-        token_types = torch.zeros((len(rows), width), dtype=torch.long)
+        out = pad_rows(rows, self.pad)
+        token_types = torch.zeros_like(out["input_ids"])
         for i, (r, t) in enumerate(zip(rows, types)):
-            input_ids[i, : len(r)] = torch.from_numpy(r.astype(np.int64))
-            attention[i, : len(r)] = 1
             token_types[i, t : len(r)] = 1
-        return {"input_ids": input_ids, "attention_mask": attention, "token_type_ids": token_types}
+        return {**out, "token_type_ids": token_types}
 
 
 def build_token_tables(collection: Collection, tokenizer, max_length: int, max_query_length: int, cache: Cache) -> tuple[TokenTable, TokenTable]:
@@ -110,25 +122,12 @@ def build_token_tables(collection: Collection, tokenizer, max_length: int, max_q
     return TokenTable.load(path / "docs.npz"), TokenTable.load(path / "queries.npz")
 
 
-def pad_rows(rows: Sequence[np.ndarray], pad: int) -> dict[str, torch.Tensor]:
-    """Right-pad token rows to the longest: ``input_ids`` and ``attention_mask`` ``[N, width]``."""
-    width = max(len(r) for r in rows)
-    input_ids = torch.full((len(rows), width), pad, dtype=torch.long)
-    attention = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, r in enumerate(rows):
-        input_ids[i, : len(r)] = torch.from_numpy(np.asarray(r, dtype=np.int64))
-        attention[i, : len(r)] = 1
-    return {"input_ids": input_ids, "attention_mask": attention}
-
-
 class TextEncoder:
     """Single texts ``[CLS] text [SEP]`` from a cached token table, truncated to ``max_length``."""
 
     def __init__(self, tokenizer, table: TokenTable, max_length: int):
         self.table, self.max_length = table, max_length
-        self.cls = tokenizer.cls_token_id if tokenizer.cls_token_id is not None else tokenizer.bos_token_id
-        self.sep = tokenizer.sep_token_id if tokenizer.sep_token_id is not None else tokenizer.eos_token_id
-        self.pad = tokenizer.pad_token_id or 0
+        self.cls, self.sep, self.pad = special_ids(tokenizer)
 
     def length(self, key: str) -> int:
         return min(self.table.length(key) + 2, self.max_length)

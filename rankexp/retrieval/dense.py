@@ -184,6 +184,11 @@ def search_queries(encoder, index: DenseIndex, query_text, queries: Sequence[str
     if not queries:
         return {}
     q = encode_ids(encoder, query_text, list(queries), "query", batch_size, device, "encoding queries")
+    return search_embeddings(index, q, queries, k)
+
+
+def search_embeddings(index: DenseIndex, q: np.ndarray, queries: Sequence[str], k: int) -> Run:
+    """Top-``k`` of ``index`` for query embeddings ``q`` (row i is ``queries[i]``)."""
     run: Run = {}
     for start in range(0, len(queries), 256):
         s, i = index.search(torch.from_numpy(q[start : start + 256]), k)

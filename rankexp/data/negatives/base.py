@@ -38,15 +38,9 @@ class NegativeSampler:
         self.all_docs = list(collection.docs)
         self.fallbacks = 0
 
-    def pool(self, qid: str) -> list[str]:  # pragma: no cover - abstract
-        raise NotImplementedError
-
     def sample(self, qid: str, exclude: set[str], n: int, rng: random.Random, positive: str | None = None) -> list[str]:
-        pool = [d for d in self.pool(qid) if d not in exclude]
-        if len(pool) >= n:
-            return rng.sample(pool, n)
-        self.fallbacks += n - len(pool)
-        return self.fill_random(pool, exclude, n, rng)
+        """``n`` distinct documents, none in ``exclude``; ``positive`` is the group's positive."""
+        raise NotImplementedError  # pragma: no cover - abstract
 
     def fill_random(self, picked: list[str], exclude: set[str], n: int, rng: random.Random) -> list[str]:
         """Top ``picked`` up to ``n`` with distinct uniformly random corpus documents not in ``exclude``."""

@@ -44,7 +44,7 @@ class DenseStaticNegatives(MinedNegatives):
     def mine(self, collection, first_stage, ctx, qids):
         import torch
 
-        from rankexp.retrieval.dense import encode_ids, search_queries, texts_for
+        from rankexp.retrieval.dense import encode_ids, search_embeddings, texts_for
         from rankexp.tracking.cache import Cache
 
         r = self._retriever(ctx)
@@ -53,10 +53,10 @@ class DenseStaticNegatives(MinedNegatives):
         index = r.index(collection, cache)
         _, query_text = texts_for(enc, collection, cache)
         qids = [q for q in qids if q in collection.queries]
-        run = search_queries(enc, index, query_text, qids, self.depth, r.batch_size, r.device)
+        q_emb = torch.from_numpy(encode_ids(enc, query_text, qids, "query", r.batch_size, r.device, "encoding queries"))
+        run = search_embeddings(index, q_emb.numpy(), qids, self.depth) if qids else {}
         ranking = {q: sorted(run[q].items(), key=lambda kv: -kv[1]) for q in qids}
         # the miner's exact score of every relevant document (for the margin filters)
-        q_emb = torch.from_numpy(encode_ids(enc, query_text, qids, "query", r.batch_size, r.device, "encoding queries"))
         pos: dict[str, dict[str, float]] = {}
         for i, q in enumerate(qids):
             rel = [d for d in collection.relevant(q) if d in index.position]

@@ -139,9 +139,6 @@ class MinedNegatives(NegativeSampler):
             self._pools[key] = self.filter.apply(self.ranked.get(qid, []), exclude, self.positive_score(qid, positive))
         return self._pools[key]
 
-    def pool(self, qid: str) -> list[str]:
-        return [d for d, _, _ in self.kept(qid, set(), None)]
-
     def sample(self, qid, exclude, n, rng: random.Random, positive=None):
         kept = [k for k in self.kept(qid, exclude, positive) if k[0] not in exclude]
         if len(kept) >= n:

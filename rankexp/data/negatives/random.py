@@ -8,8 +8,5 @@ from rankexp.data.negatives.base import NegativeSampler
 class RandomNegatives(NegativeSampler):
     name = "random"
 
-    def pool(self, qid: str) -> list[str]:
-        return []
-
     def sample(self, qid, exclude, n, rng, positive=None):
         return self.fill_random([], exclude, n, rng)
