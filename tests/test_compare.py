@@ -252,3 +252,44 @@ def test_runs_mode_per_query_correlation(fx):
     assert csv_rows[-1]["query_id"] == "mean" and len(csv_rows) == len(expected) + 1
     missing = runner.invoke(app, ["compare", "--runs", str(a), "/nonexistent.trec"])
     assert missing.exit_code != 0 and "run file not found" in missing.stderr
+
+
+def test_dev_curve_is_mean_and_std_over_seeds_at_each_evaluated_step(fx):
+    out, runs = fx
+    data = as_json(out / "runs")
+    for s in data["systems"]:
+        if s["kind"] != "group":
+            assert s["dev_curve"] is None
+            continue
+        loss = s["label"].split("=")[1]
+        per_seed = []
+        for seed in SEEDS:
+            recs = [json.loads(line) for line in (runs[(loss, seed)] / "history.jsonl").read_text().splitlines() if line.strip()]
+            per_seed.append({r["step"]: r["val/nDCG@10"] for r in recs if r.get("val/nDCG@10") is not None})
+        steps = sorted(set(per_seed[0]) & set(per_seed[1]))
+        assert steps == [3, 6]  # val_every_n_steps=3, max_steps=6
+        curve = s["dev_curve"]
+        assert curve["measure"] == "nDCG@10" and [p["step"] for p in curve["points"]] == steps
+        for p in curve["points"]:
+            vals = [d[p["step"]] for d in per_seed]
+            assert p["mean"] == pytest.approx(np.mean(vals), abs=1e-12)
+            assert p["std"] == pytest.approx(np.std(vals, ddof=1), abs=1e-12)
+    md = invoke(out / "runs", "--format", "markdown").stdout
+    assert "Dev nDCG@10 over training" in md and "| step 3 | step 6 |" in md
+    table = invoke(out / "runs")
+    assert table.exit_code == 0 and "dev nDCG@10 over training" in table.stdout
+
+
+def test_dev_curve_keeps_only_steps_every_seed_evaluated():
+    from rankexp.eval.compare import _dev_curve
+
+    class Fake:
+        def __init__(self, hist):
+            self.metrics, self.history = {"dev": {"measure": "RR@10", "best": 0.5}}, hist
+
+    a = Fake([{"step": 5, "val/RR@10": 0.2}, {"step": 10, "val/RR@10": 0.4}, {"step": 10, "val/RR@10": 0.6}])
+    b = Fake([{"step": 10, "val/RR@10": 0.2}, {"step": 15, "val/RR@10": 0.9}, {"step": 3, "train/loss": 1.0}])
+    curve = _dev_curve([a, b])
+    assert curve["measure"] == "RR@10" and [p["step"] for p in curve["points"]] == [10]
+    assert curve["points"][0]["mean"] == pytest.approx(0.4)  # the last record of step 10 in a (0.6) and b's 0.2
+    assert _dev_curve([a, Fake([{"step": 7, "val/RR@10": 0.1}])]) is None

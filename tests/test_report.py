@@ -34,6 +34,7 @@ def test_html_report_for_a_sweep(fx):
     assert html.count('<img src="data:image/png;base64,') >= 3  # point plot, per-query deltas, curves
     assert "tests on per-query means over 2 seeds" in html and "(baseline)" in html
     assert "loss._target_" in html and "RankNetLoss" in html  # the config diff
+    assert '<table class="devcurve">' in html and "<th>step 3</th><th>step 6</th>" in html  # dev curve over seeds
     assert "http://" not in html and "https://" not in html  # self-contained
 
     # same numbers and markers as `rankexp compare`

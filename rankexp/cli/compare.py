@@ -68,7 +68,7 @@ def register(app: typer.Typer) -> None:
 
 
 def print_result(result, selection=None) -> None:
-    from rankexp.eval.compare import DOWN, UP, cell, fmt, fmt_p, seeds_cell
+    from rankexp.eval.compare import DOWN, UP, cell, dev_curve_rows, fmt, fmt_p, seeds_cell
 
     datasets = sorted({str(r.metrics.get("dataset")) for r in (selection.runs if selection else [])})
     where = f"{', '.join(datasets)} test split · " if datasets else ""
@@ -110,6 +110,16 @@ def print_result(result, selection=None) -> None:
         for c in result.correlations:
             corr.add_row(c.reference, c.estimate, str(len(c.systems)), fmt(c.kendall_tau, 3), fmt(c.tau_ap, 3), fmt(c.rbo, 3))
         console.print(corr)
+    curve = dev_curve_rows(result)
+    if curve:
+        steps, rows = curve
+        dev = Table(title=f"dev {rows[0][1]} over training (mean ± std over seeds)")
+        dev.add_column("system")
+        for st in steps:
+            dev.add_column(f"step {st}", justify="right")
+        for label, _, cells in rows:
+            dev.add_row(label, *cells)
+        console.print(dev)
     for n in result.notes:
         console.print(f"[yellow]note:[/] {n}", highlight=False)
 

@@ -42,7 +42,7 @@ __all__ = [
     "System", "Comparison", "OrderingCorrelation", "CompareResult", "RunPairCorrelation",
     "group_runs", "config_identity", "differing_keys", "compare", "correlate_run_files",
     "parse_measure_list", "to_csv", "to_json", "to_markdown", "to_latex", "FORMATS",
-    "UP", "DOWN",
+    "UP", "DOWN", "dev_curve_rows",
 ]
 
 UP, DOWN = "▲", "▼"
@@ -68,6 +68,7 @@ class System:
     summaries: dict[str, dict]  # measure -> significance.summarize(...) over seeds
     perquery: dict[str, dict[str, float]]  # measure -> qid -> mean over seeds
     dev: dict | None = None  # {"measure", **summarize(dev.best over seeds)}
+    dev_curve: dict | None = None  # {"measure", "points": [{"step", **summarize(value over seeds)}]}
     config: dict[str, Any] = field(default_factory=dict)  # the differing config keys -> value
     runs: list[StoredRun] = field(default_factory=list, repr=False)
 
@@ -182,7 +183,7 @@ class CompareResult:
             "differing_keys": self.differing_keys,
             "systems": [{"label": s.label, "kind": s.kind, "run_ids": s.run_ids, "seeds": s.seeds,
                          "n_seeds": s.n_seeds, "n_queries": s.n_queries, "config": s.config,
-                         "measures": s.summaries, "dev": s.dev} for s in self.systems],
+                         "measures": s.summaries, "dev": s.dev, "dev_curve": s.dev_curve} for s in self.systems],
             "comparisons": [{**asdict(c), "marker": c.marker} for c in self.comparisons],
             "correlations": [asdict(c) for c in self.correlations],
             "notes": self.notes,
@@ -389,6 +390,29 @@ def _dev_summary(runs: Sequence[StoredRun]) -> dict | None:
     return {"measure": measures.pop(), **significance.summarize([float(d["best"]) for d in devs])}
 
 
+def _dev_curve(runs: Sequence[StoredRun]) -> dict | None:
+    """The dev measure at each evaluated step, summarised over seeds (mean ± std, 95% CI).
+
+    Only steps that every run of the group evaluated are kept, so each point averages the same
+    seeds; the last record of a step wins (a resumed run may log a step twice). ``None`` when the
+    runs disagree on the dev measure or share no evaluated step."""
+    devs = [r.metrics.get("dev") or {} for r in runs]
+    measures = {d.get("measure") for d in devs}
+    if len(measures) != 1 or None in measures:
+        return None
+    key = f"val/{measures.pop()}"
+    per_run: list[dict[int, float]] = []
+    for r in runs:
+        points = {int(rec["step"]): float(rec[key]) for rec in r.history
+                  if rec.get(key) is not None and rec.get("step") is not None}
+        per_run.append(points)
+    steps = sorted(set.intersection(*(set(p) for p in per_run))) if per_run else []
+    if not steps:
+        return None
+    return {"measure": key[4:], "points": [{"step": st, **significance.summarize([p[st] for p in per_run])}
+                                           for st in steps]}
+
+
 def _resolve_baseline(spec: str | None, systems: Sequence[System]) -> System:
     groups = [s for s in systems if s.kind == "group"]
     fs = [s for s in systems if s.kind == "first_stage"]
@@ -506,7 +530,7 @@ def compare(
             label=label, kind="group", run_ids=[r.run_id for r in g], seeds=[r.seed for r in g],
             summaries={m: significance.summarize([float(r.metrics["model"][m]) for r in g]) for m in measure_list},
             perquery={m: _group_perquery(g, "model", m) for m in measure_list},
-            dev=_dev_summary(g), config={k: flat.get(k) for k in diff}, runs=list(g)))
+            dev=_dev_summary(g), dev_curve=_dev_curve(g), config={k: flat.get(k) for k in diff}, runs=list(g)))
     fs = _first_stage_system(runs, measure_list, notes)
     if fs is not None:
         if any(s.label == fs.label for s in systems):
@@ -695,9 +719,34 @@ def to_markdown(result: CompareResult) -> str:
         lines += ["", "System orderings:", "", "| reference | estimate | systems | Kendall τ | τ_ap | RBO |", "|---|---|---:|---:|---:|---:|"]
         for c in result.correlations:
             lines.append(f"| {c.reference} | {c.estimate} | {len(c.systems)} | {fmt(c.kendall_tau, 3)} | {fmt(c.tau_ap, 3)} | {fmt(c.rbo, 3)} |")
+    curve = dev_curve_rows(result)
+    if curve:
+        steps, rows = curve
+        lines += ["", f"Dev {rows[0][1]} over training (mean ± std over seeds, steps evaluated by every seed):", "",
+                  "| system | " + " | ".join(f"step {st}" for st in steps) + " |",
+                  "|---|" + "---:|" * len(steps)]
+        for label, _, cells in rows:
+            lines.append(f"| {label.replace('|', chr(92) + '|')} | " + " | ".join(cells) + " |")
     for n in result.notes:
         lines += ["", f"Note: {n}"]
     return "\n".join(lines) + "\n"
+
+
+def dev_curve_rows(result: CompareResult) -> tuple[list[int], list[tuple[str, str, list[str]]]] | None:
+    """The dev curves of the groups as one table: the union of their steps, and per group
+    (label, dev measure, cells "mean ± std" or "" where the group has no value at a step).
+    ``None`` unless some group has at least two evaluated steps (one point is no curve)."""
+    groups = [s for s in result.systems if s.dev_curve and len(s.dev_curve["points"]) >= 2]
+    if not groups:
+        return None
+    steps = sorted({p["step"] for s in groups for p in s.dev_curve["points"]})
+    rows = []
+    for s in groups:
+        at = {p["step"]: p for p in s.dev_curve["points"]}
+        rows.append((s.label, s.dev_curve["measure"],
+                     [(fmt(at[st]["mean"]) + (f" ± {fmt(at[st]['std'])}" if at[st]["n"] > 1 else "")) if st in at else ""
+                      for st in steps]))
+    return steps, rows
 
 
 def _markdown_comparisons(result: CompareResult) -> str:

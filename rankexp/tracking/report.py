@@ -241,6 +241,20 @@ def _tests_table_html(result: cmp.CompareResult) -> str:
     return "\n".join(rows)
 
 
+def _dev_curve_table_html(result: cmp.CompareResult) -> str:
+    """Each group's dev measure at every evaluated step, mean ± std over seeds (early-training gains)."""
+    curve = cmp.dev_curve_rows(result)
+    if not curve:
+        return ""
+    steps, rows = curve
+    out = [f"<p>Dev {_e(rows[0][1])} at each dev evaluation, mean ± std over the seeds that evaluated that step.</p>",
+           '<table class="devcurve"><tr><th class="l">system</th>' + "".join(f"<th>step {st}</th>" for st in steps) + "</tr>"]
+    for label, _, cells in rows:
+        out.append(f'<tr><td class="l">{_e(label)}</td>' + "".join(f"<td>{_e(c)}</td>" for c in cells) + "</tr>")
+    out.append("</table>")
+    return "\n".join(out)
+
+
 def _correlation_table_html(result: cmp.CompareResult) -> str:
     if not result.correlations:
         return '<p class="note">fewer than two orderings to correlate</p>'
@@ -297,6 +311,7 @@ def render_html(result: cmp.CompareResult, selection: Selection, title: str | No
               "<p>Each line is one system: its per-query values (mean over seeds) minus the baseline's, sorted.</p>",
               _img(plot_perquery_deltas(result), "per-query differences"),
               "<h2>Training curves</h2>", _img(plot_curves(result), "training curves (history.jsonl)"),
+              _dev_curve_table_html(result),
               "<h2>Config keys that differ between runs</h2>", _config_diff_html(runs, result),
               "<h2>Runs</h2><ul>"]
     parts += [f"<li><code>{_e(r.run_id)}</code> {_e(r.path)}" + (f" (sweep {_e(r.sweep)})" if r.sweep else "") + "</li>" for r in runs]
