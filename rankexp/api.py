@@ -141,7 +141,9 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
     accumulate = int(cfg.trainer.get("accumulate_grad_batches", 1) or 1)
     # techniques see only the training queries' run and judgments (no dev/test labels leak into them)
     train_q = split["train"]
+    t_weights = time.perf_counter()
     weighter.setup({q: fs_run[q] for q in train_q if q in fs_run}, {q: collection.qrels[q] for q in train_q if q in collection.qrels}, max_steps)
+    timings["preprocess_weights_s"] = time.perf_counter() - t_weights  # e.g. the curriculum's easiness tables
 
     def candidates(qids: Sequence[str], depth: int) -> list[tuple[str, str]]:
         return [(q, d) for q in qids for d, _ in sort_ranking(fs_run.get(q, {}))[:depth]]
