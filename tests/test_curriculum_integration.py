@@ -159,6 +159,7 @@ def e2e_runs(vaswani_slice, tmp_path_factory):
 def test_reciprank_run_logs_weights_that_follow_the_schedule(e2e_runs):
     res, calls = e2e_runs["reciprank"], e2e_runs["calls"]
     assert (res.path / "status").read_text().strip() == "complete"
+    assert json.loads((res.path / "metrics.json").read_text())["train"]["preprocess_weights_s"] >= 0  # easiness tables timed
     max_steps, m = 6, 6  # fast_overrides: trainer.max_steps=6; m_fraction=1.0 -> m = 6
     # the weighter saw every optimizer step, in order, with the module's global_step
     assert [c[2] for c in calls] == list(range(max_steps))
