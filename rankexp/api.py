@@ -142,7 +142,11 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
     # techniques see only the training queries' run and judgments (no dev/test labels leak into them)
     train_q = split["train"]
     t_weights = time.perf_counter()
-    weighter.setup({q: fs_run[q] for q in train_q if q in fs_run}, {q: collection.qrels[q] for q in train_q if q in collection.qrels}, max_steps)
+    weights_run = {q: fs_run[q] for q in train_q if q in fs_run}
+    if getattr(weighter, "run_file", None):  # curriculum.run_file: easiness from another ranker's run
+        from rankexp.techniques.curriculum import load_run_file
+        weights_run = load_run_file(weighter.run_file, train_q, collection.docs.keys())
+    weighter.setup(weights_run, {q: collection.qrels[q] for q in train_q if q in collection.qrels}, max_steps)
     timings["preprocess_weights_s"] = time.perf_counter() - t_weights  # e.g. the curriculum's easiness tables
 
     def candidates(qids: Sequence[str], depth: int) -> list[tuple[str, str]]:

@@ -197,3 +197,74 @@ def test_reciprank_run_differs_from_none(e2e_runs):
     sd_none = torch.load(none.path / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)["state_dict"]
     assert sd_cur.keys() == sd_none.keys()
     assert any(not torch.equal(sd_cur[k], sd_none[k]) for k in sd_cur), "curriculum weighting was skipped"
+
+
+# ---------------------------------------------------------------- curriculum.run_file
+
+def _write_run(path, run):
+    lines = [f"{q} Q0 {d} {r} {s} crafted" for q, docs in run.items()
+             for r, (d, s) in enumerate(sorted(docs.items(), key=lambda kv: -kv[1]), 1)]
+    path.write_text("\n".join(lines) + "\n")
+
+
+def test_load_run_file_restricts_to_training_queries_and_fails_in_one_line(tmp_path):
+    from rankexp.errors import DataError
+    from rankexp.techniques.curriculum import load_run_file
+
+    f = tmp_path / "run.trec"
+    _write_run(f, {"a": {"a1": 2.0, "zz": 1.0}, "b": {"b1": 1.0}, "other": {"a1": 5.0}})
+    run = load_run_file(str(f), ["a", "b", "c"], {"a1", "b1"})
+    assert run == {"a": {"a1": 2.0}, "b": {"b1": 1.0}}  # "other" is not a training query; "zz" not in the corpus
+    for args, words in (((str(tmp_path / "missing.trec"), ["a"], {"a1"}), "not found"),
+                        ((str(f), ["x", "y"], {"a1"}), "none of the 2 training query ids"),
+                        ((str(f), ["a"], {"q"}), "no document id of the training queries is in the corpus")):
+        with pytest.raises(DataError, match=words) as e:
+            load_run_file(*args)
+        assert "\n" not in str(e.value) and str(e.value).startswith("curriculum.run_file")
+    bad = tmp_path / "bad.trec"
+    bad.write_text("a Q0 a1 1\n")
+    with pytest.raises(DataError, match="expected 6 columns"):
+        load_run_file(str(bad), ["a"], {"a1"})
+    with pytest.raises(ValueError, match="run_file not found"):  # at construction, before any work
+        CurriculumWeighter("reciprank", m_fraction=0.5, run_file=str(tmp_path / "missing.trec"))
+
+
+def test_run_file_replaces_the_first_stage_as_the_easiness_source(e2e_runs, vaswani_slice, tmp_path):
+    """Same seed and batches as the BM25-based reciprank run; only the easiness source differs. The
+    crafted run ranks every judged-relevant document of a query last, below its non-relevant ones."""
+    from rankexp.data.collection import load_local
+    from rankexp.techniques.curriculum import load_run_file
+
+    coll = load_local(vaswani_slice, ["title", "text"])
+    docs = sorted(coll.docs)
+    crafted = {}
+    for q, judged in coll.qrels.items():
+        rel = [d for d, g in judged.items() if g >= 1 and d in coll.docs]
+        non = [d for d in docs if d not in judged][:30]
+        crafted[q] = {**{d: 100.0 - i for i, d in enumerate(non)}, **{d: 1.0 - 0.01 * i for i, d in enumerate(rel)}}
+    f = tmp_path / "crafted.trec"
+    _write_run(f, crafted)
+
+    calls = []
+    original = CurriculumWeighter.__call__
+
+    def recording(self, qids, doc_ids, step):
+        w = original(self, qids, doc_ids, step)
+        calls.append((list(qids), [list(g) for g in doc_ids], int(step), w.clone()))
+        return w
+
+    out = tmp_path / "out"
+    extra = {"curriculum.m_fraction": 1.0, "trainer.log_every_n_steps": 1, "curriculum.run_file": str(f)}
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setattr(CurriculumWeighter, "__call__", recording)
+        res = api.train(api.compose(fast_overrides(vaswani_slice, out, curriculum="reciprank", **extra)))
+    assert (res.path / "status").read_text().strip() == "complete"
+    train_q = json.loads((res.path / "split.json").read_text())["train"]
+    expected = CurriculumWeighter("reciprank", m_fraction=1.0)
+    expected.setup(load_run_file(str(f), train_q, coll.docs.keys()), {q: coll.qrels[q] for q in train_q}, 6)
+    bm25_calls = e2e_runs["calls"]
+    assert [c[:3] for c in calls] == [c[:3] for c in bm25_calls]  # the same groups at the same steps
+    for qids, groups, step, w in calls:
+        assert torch.allclose(w, expected(qids, groups, step), atol=1e-7)
+    # the crafted ranking puts every positive last: the first step's weights differ from BM25's
+    assert not torch.allclose(calls[0][3], bm25_calls[0][4])

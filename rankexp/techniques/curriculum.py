@@ -53,7 +53,8 @@ Choices where the paper leaves room (all in docs/curriculum.md):
 from __future__ import annotations
 
 import logging
-from typing import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Callable, Collection, Mapping, Sequence
 
 import numpy as np
 import torch
@@ -174,6 +175,37 @@ HEURISTIC_FNS: dict[str, Callable[[Run, Qrels], Table]] = {
 }
 
 
+def load_run_file(path: str, train_qids: Sequence[str], doc_ids: Collection[str]) -> dict[str, dict[str, float]]:
+    """The curriculum's own first-stage run from a TREC run file (``curriculum.run_file``), restricted
+    to the training queries. One-line :class:`DataError` when the file is missing or malformed, holds
+    none of the training queries, or none of its documents is in the corpus; documents the corpus
+    lacks are dropped with a warning (they can never appear in a training group)."""
+    from rankexp.errors import DataError
+    from rankexp.eval.trec_io import read_run
+
+    try:
+        run = read_run(path)
+    except DataError as e:
+        raise DataError(f"curriculum.run_file: {e}") from None
+    wanted = set(train_qids)
+    kept = {q: docs for q, docs in run.items() if q in wanted}
+    if not kept:
+        raise DataError(f"curriculum.run_file {path}: none of the {len(wanted)} training query ids is in it "
+                        f"(run e.g. {sorted(run)[:3]}, training e.g. {sorted(wanted)[:3]})")
+    known = {q: {d: s for d, s in docs.items() if d in doc_ids} for q, docs in kept.items()}
+    n_all, n_known = sum(map(len, kept.values())), sum(map(len, known.values()))
+    if n_known == 0:
+        example = next(iter(next(iter(kept.values()))))
+        raise DataError(f"curriculum.run_file {path}: no document id of the training queries is in the corpus (e.g. {example!r})")
+    if n_known < n_all:
+        log.warning("curriculum.run_file %s: %d of %d entries name documents the corpus lacks; dropped", path, n_all - n_known, n_all)
+    missing = len(wanted - set(kept))
+    if missing:
+        log.warning("curriculum.run_file %s: %d of %d training queries are not in it; their documents count as "
+                    "absent from the run", path, missing, len(wanted))
+    return {q: docs for q, docs in known.items() if docs}
+
+
 def schedule(d: torch.Tensor, step: int, m: int) -> torch.Tensor:
     """W = D + (1 - D) * i / m for i < m, else 1 (the paper's weighting function W(q, d, i))."""
     if step >= m:
@@ -190,10 +222,12 @@ class CurriculumWeighter(Weighter):
         m_fraction: end of the curriculum as a fraction (0, 1] of ``max_steps``.
         anti: anti-curriculum: hardest samples weighted highest (1 - D replaces D).
         application: "example" (sum(w_i * loss_i) / B) or "batch" (mean(w) * mean(loss)).
+        run_file: a TREC run file to take the easiness from instead of the run's first stage (read by
+            the training entry point with :func:`load_run_file`; ``setup`` receives its contents).
     """
 
     def __init__(self, heuristic: str, m_steps: int | None = None, m_fraction: float | None = None,
-                 anti: bool = False, application: str = "example") -> None:
+                 anti: bool = False, application: str = "example", run_file: str | None = None) -> None:
         if heuristic not in HEURISTICS:
             raise ValueError(f"curriculum heuristic must be one of {', '.join(HEURISTICS)}; got {heuristic!r}")
         if application not in APPLICATIONS:
@@ -209,6 +243,9 @@ class CurriculumWeighter(Weighter):
             raise ValueError(f"curriculum anti must be true or false; got {anti!r}")
         self.heuristic, self.m_steps, self.m_fraction = heuristic, m_steps, m_fraction
         self.anti, self.application = anti, application
+        if run_file and not Path(str(run_file)).is_file():  # fail before any expensive work
+            raise ValueError(f"curriculum run_file not found: {run_file}")
+        self.run_file = str(run_file) if run_file else None
         self.m: int | None = None
         self._likeness: dict[str, dict[str, float]] = {}
         self._seen: list[torch.Tensor] = []
