@@ -1,7 +1,8 @@
 """Curriculum weighting: MacAvaney, Nardini, Perego, Tonellotto, Goharian, Frieder,
 "Training Curricula for Open Domain Answer Re-Ranking", SIGIR 2020 (arXiv:2004.14269).
 
-A first-stage run (e.g. BM25 top-1000) says how *easy* each training sample is: a relevant document
+A first-stage run (the run's own first stage, BM25 top-1000 by default, or any TREC run file via
+``curriculum.run_file`` and :func:`load_run_file`) says how *easy* each training sample is: a relevant document
 the first stage ranks high, or a non-relevant one it ranks low, is easy (the paper's Figure 1). Early
 in training a sample's loss is multiplied by its easiness D in [0, 1]; the weight rises linearly to 1
 over the first m optimizer steps and stays 1 afterwards (the paper's weighting function W(q, d, i)):
