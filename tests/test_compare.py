@@ -293,3 +293,20 @@ def test_dev_curve_keeps_only_steps_every_seed_evaluated():
     assert curve["measure"] == "RR@10" and [p["step"] for p in curve["points"]] == [10]
     assert curve["points"][0]["mean"] == pytest.approx(0.4)  # the last record of step 10 in a (0.6) and b's 0.2
     assert _dev_curve([a, Fake([{"step": 7, "val/RR@10": 0.1}])]) is None
+
+
+def test_a_null_option_groups_with_runs_that_lack_it(fx, tmp_path):
+    """A newer rankexp adding an option with a null default must not split old and new runs of the
+    same system; a real value for that option does make another system, labelled key=value / null."""
+    out, runs = fx
+    copies = tmp_path / "runs"
+    shutil.copytree(out / "runs", copies)
+    pair = [copies / runs[("pairwise", s)].name for s in SEEDS]
+    y = (pair[1] / "config.yaml").read_text()
+    (pair[1] / "config.yaml").write_text(y + "new_option: null\n")  # seed 2 from a newer version
+    data = as_json(copies)
+    groups = {s["label"]: s["run_ids"] for s in data["systems"] if s["kind"] == "group"}
+    assert sorted(groups["loss=pairwise"]) == sorted(p.name for p in pair)
+    (pair[1] / "config.yaml").write_text(y + "new_option: 7\n")
+    labels = {s["label"] for s in as_json(copies)["systems"] if s["kind"] == "group"}
+    assert {"loss=pairwise new_option=7", "loss=pairwise new_option=null"} <= labels

@@ -214,10 +214,12 @@ def _ignored(key: str) -> bool:
 
 
 def config_identity(run: StoredRun) -> dict[str, Any]:
-    """The run's resolved config, flattened to dotted keys, minus ``seed`` and the keys the run id
-    ignores (``RUN_ID_IGNORE``: output paths, logging)."""
+    """The run's resolved config, flattened to dotted keys, minus ``seed``, the keys the run id
+    ignores (``RUN_ID_IGNORE``: output paths, logging) and null values: an option set to null is the
+    same system as one without the option, so runs from before and after a rankexp version that added
+    an option with a null default (e.g. ``curriculum.run_file``) group together."""
     data = OmegaConf.to_container(run.config, resolve=True)
-    return {k: v for k, v in _flatten(data).items() if not _ignored(k)}
+    return {k: v for k, v in _flatten(data).items() if not _ignored(k) and v is not None}
 
 
 def _canon(v: Any) -> str:
@@ -305,8 +307,7 @@ def group_labels(groups: Sequence[Sequence[StoredRun]]) -> tuple[list[str], list
             if all(len(v) < 2 for v in by_class.values()):
                 continue
         for i, f in enumerate(flats):
-            if d in f:
-                parts[i].append(f"{d}={_short(f[d])}")
+            parts[i].append(f"{d}={_short(f.get(d))}")  # absent = null (config_identity drops nulls)
     labels = [" ".join(p) or "model" for p in parts]
     if len(set(labels)) < len(labels):  # shortened values collided: number them
         seen: dict[str, int] = {}
