@@ -727,7 +727,7 @@ def to_markdown(result: CompareResult) -> str:
                   "| system | " + " | ".join(f"step {st}" for st in steps) + " |",
                   "|---|" + "---:|" * len(steps)]
         for label, _, cells in rows:
-            lines.append(f"| {label.replace('|', chr(92) + '|')} | " + " | ".join(cells) + " |")
+            lines.append("| " + " | ".join([label.replace("|", "\\|"), *cells]) + " |")
     for n in result.notes:
         lines += ["", f"Note: {n}"]
     return "\n".join(lines) + "\n"

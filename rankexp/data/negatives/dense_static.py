@@ -54,7 +54,7 @@ class DenseStaticNegatives(MinedNegatives):
         _, query_text = texts_for(enc, collection, cache)
         qids = [q for q in qids if q in collection.queries]
         q_emb = torch.from_numpy(encode_ids(enc, query_text, qids, "query", r.batch_size, r.device, "encoding queries"))
-        run = search_embeddings(index, q_emb.numpy(), qids, self.depth) if qids else {}
+        run = search_embeddings(index, q_emb.numpy(), qids, self.depth)  # no queries: no search, {}
         ranking = {q: sorted(run[q].items(), key=lambda kv: -kv[1]) for q in qids}
         # the miner's exact score of every relevant document (for the margin filters)
         pos: dict[str, dict[str, float]] = {}
