@@ -71,27 +71,13 @@ def _join_fields(values: Sequence[str]) -> str:
 
 
 # ---------------------------------------------------------------- local files
-def read_qrels(path: str | Path) -> dict[str, dict[str, int]]:
-    """Read a TREC qrels file (``qid iter doc_id rel``); one clear error per malformed line."""
-    path = Path(path)
-    if not path.is_file():
-        raise DataError(f"qrels file not found: {path}")
-    qrels: dict[str, dict[str, int]] = {}
-    with open(path, encoding="utf-8") as fh:
-        for n, line in enumerate(fh, 1):
-            if not line.strip():
-                continue
-            parts = line.split()
-            if len(parts) != 4:
-                raise DataError(f"{path}:{n}: expected 4 columns 'qid iter doc_id rel', got {len(parts)}: {line.strip()[:80]!r}")
-            qid, _, did, rel = parts
-            try:
-                qrels.setdefault(qid, {})[did] = int(rel)
-            except ValueError:
-                raise DataError(f"{path}:{n}: relevance must be an integer, got {rel!r}") from None
-    if not qrels:
-        raise DataError(f"qrels file is empty: {path}")
-    return qrels
+def read_qrels(path: str | Path, lenient: bool | None = None) -> dict[str, dict[str, int]]:
+    """Read a TREC qrels file (``qid iter doc_id rel``) as strictly as trec_eval: one clear error per
+    malformed line, integer grades, a duplicate (query, document) pair refused with both lines unless
+    ``lenient`` (see :func:`rankexp.eval.trec_io.read_qrels`)."""
+    from rankexp.eval.trec_io import read_qrels as read_trec_qrels
+
+    return read_trec_qrels(path, lenient=lenient)
 
 
 def read_queries_tsv(path: Path) -> dict[str, str]:
