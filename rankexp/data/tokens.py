@@ -2,11 +2,15 @@
 
 Documents and queries are tokenized without special tokens and truncated; pairs are assembled at
 collate time as ``[CLS] q [SEP] d [SEP]`` with dynamic padding to the longest pair in the batch.
+The query table also keeps each query's untruncated length: when a model truncates queries, one
+warning line says how many (and the same line goes to the collection's notes, so to metrics.json).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import hashlib
+import logging
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Sequence
 
@@ -14,15 +18,25 @@ import numpy as np
 import torch
 
 from rankexp.data.collection import Collection
-from rankexp.tracking.cache import Cache
+from rankexp.tracking.cache import Cache, read_file
+from rankexp.utils.hashing import stable_hash
 from rankexp.utils.progress import track
 
+log = logging.getLogger(__name__)
 
-def _tokenize_all(tokenizer, ids: list[str], texts: dict[str, str], max_len: int, description: str, chunk: int = 1000):
+
+def _tokenize_all(tokenizer, ids: list[str], texts: dict[str, str], max_len: int, description: str, chunk: int = 1000,
+                  full_lengths: list[int] | None = None):
+    """Token ids truncated to ``max_len``; ``full_lengths`` (if given) receives the untruncated lengths."""
     lengths, flat = [], []
     chunks = [ids[i : i + chunk] for i in range(0, len(ids), chunk)]
     for part in track(chunks, description):
-        enc = tokenizer([texts[i] for i in part], add_special_tokens=False, truncation=True, max_length=max_len)["input_ids"]
+        if full_lengths is None:
+            enc = tokenizer([texts[i] for i in part], add_special_tokens=False, truncation=True, max_length=max_len)["input_ids"]
+        else:
+            enc = tokenizer([texts[i] for i in part], add_special_tokens=False, truncation=False)["input_ids"]
+            full_lengths.extend(len(row) for row in enc)
+            enc = [row[:max_len] for row in enc]
         for row in enc:
             lengths.append(len(row))
             flat.extend(row)
@@ -31,11 +45,39 @@ def _tokenize_all(tokenizer, ids: list[str], texts: dict[str, str], max_len: int
     return np.asarray(flat, dtype=np.int32), offsets
 
 
+def tokenizer_fingerprint(tokenizer) -> str:
+    """A hash of what decides a tokenizer's output: its class and, for a fast tokenizer, its whole
+    serialized pipeline (vocabulary, normalizer, pre-tokenizer); otherwise its vocabulary and
+    simple init options. Computed once per tokenizer object."""
+    cached = getattr(tokenizer, "_rankexp_fingerprint", None)
+    if cached:
+        return cached
+    h = hashlib.sha256(type(tokenizer).__name__.encode())
+    backend = getattr(tokenizer, "backend_tokenizer", None)
+    if backend is not None:
+        h.update(backend.to_str().encode())
+    else:
+        h.update(stable_hash(sorted(tokenizer.get_vocab().items()), 64).encode())
+        init = getattr(tokenizer, "init_kwargs", {}) or {}
+        h.update(stable_hash({k: v for k, v in init.items() if isinstance(v, (bool, int, float, str, type(None)))
+                              and not k.endswith(("_file", "name_or_path"))}, 64).encode())
+    h.update(stable_hash(getattr(tokenizer, "special_tokens_map", {}), 64).encode())
+    digest = h.hexdigest()[:16]
+    try:
+        tokenizer._rankexp_fingerprint = digest
+    except AttributeError:  # pragma: no cover - a tokenizer that refuses attributes
+        pass
+    return digest
+
+
 @dataclass
 class TokenTable:
     ids: list[str]
     flat: np.ndarray
     offsets: np.ndarray
+    full_lengths: np.ndarray | None = None  # untruncated lengths (queries)
+    notes: list[str] | None = field(default=None, repr=False)  # the collection's notes (truncation counts)
+    label: str = ""  # e.g. the collection's name, for messages
 
     def __post_init__(self):
         self.index = {x: i for i, x in enumerate(self.ids)}
@@ -49,12 +91,35 @@ class TokenTable:
         return int(self.offsets[i + 1] - self.offsets[i])
 
     def save(self, path: Path) -> None:
-        np.savez(path, flat=self.flat, offsets=self.offsets, ids=np.asarray(self.ids, dtype=object))
+        extra = {} if self.full_lengths is None else {"full_lengths": np.asarray(self.full_lengths, dtype=np.int64)}
+        np.savez(path, flat=self.flat, offsets=self.offsets, ids=np.asarray(self.ids, dtype=object), **extra)
 
     @classmethod
     def load(cls, path: Path) -> "TokenTable":
-        z = np.load(path, allow_pickle=True)
-        return cls(list(z["ids"]), z["flat"], z["offsets"])
+        with np.load(path, allow_pickle=True) as z:
+            table = cls(list(z["ids"]), z["flat"], z["offsets"], z["full_lengths"] if "full_lengths" in z.files else None)
+        if len(table.offsets) != len(table.ids) + 1 or (len(table.ids) and int(table.offsets[-1]) != len(table.flat)):
+            raise ValueError(f"inconsistent token table ({len(table.ids)} ids, {len(table.offsets)} offsets, {len(table.flat)} tokens)")
+        return table
+
+    def note_truncation(self, limit: int, special: bool) -> int:
+        """Count the entries that a model keeping ``limit`` tokens (``special``: [CLS]/[SEP]
+        included) truncates; warn once per message (one line) and add it to the collection's
+        notes (metrics.json). Returns the count; 0 for a table without untruncated lengths."""
+        if self.full_lengths is None:
+            return 0
+        kept = limit - 2 if special else limit
+        n = int((np.asarray(self.full_lengths) > kept).sum())
+        if n:
+            where = f" of {self.label}" if self.label else ""
+            incl = " (with [CLS]/[SEP])" if special else ""
+            msg = (f"{n} of {len(self.ids)} queries{where} are longer than max_query_length={limit} tokens{incl} and were "
+                   f"truncated; set model.encoder.max_query_length (first_stage.max_query_length for a dense first stage)")
+            notes = self.notes if self.notes is not None else []
+            if msg not in notes:
+                notes.append(msg)
+                log.warning("%s", msg)
+        return n
 
 
 def special_ids(tokenizer) -> tuple[int, int, int]:
@@ -82,6 +147,7 @@ class PairEncoder:
         self.docs, self.queries = docs, queries
         self.max_length, self.max_query_length = max_length, max_query_length
         self.cls, self.sep, self.pad = special_ids(tokenizer)
+        queries.note_truncation(max_query_length, special=False)
 
     def pair_length(self, qid: str, did: str) -> int:
         q = min(self.queries.length(qid), self.max_query_length)
@@ -101,25 +167,34 @@ class PairEncoder:
         return {**out, "token_type_ids": token_types}
 
 
-def build_token_tables(collection: Collection, tokenizer, max_length: int, max_query_length: int, cache: Cache) -> tuple[TokenTable, TokenTable]:
-    key = {
+def token_key(collection: Collection, tokenizer, max_length: int, max_query_length: int) -> dict:
+    """The tokens cache key: everything the tables depend on."""
+    return {
         "collection": collection.fingerprint,
-        "tokenizer": getattr(tokenizer, "name_or_path", type(tokenizer).__name__).split("site-packages/")[-1],
-        "vocab": tokenizer.vocab_size,
+        "tokenizer": tokenizer_fingerprint(tokenizer),
         "max_length": max_length,
         "max_query_length": max_query_length,
     }
+
+
+def build_token_tables(collection: Collection, tokenizer, max_length: int, max_query_length: int, cache: Cache) -> tuple[TokenTable, TokenTable]:
+    key = token_key(collection, tokenizer, max_length, max_query_length)
 
     def build(tmp: Path) -> None:
         doc_ids = list(collection.docs)
         flat, off = _tokenize_all(tokenizer, doc_ids, collection.docs, max_length, f"tokenizing {collection.name} documents")
         TokenTable(doc_ids, flat, off).save(tmp / "docs.npz")
         qids = list(collection.queries)
-        flat, off = _tokenize_all(tokenizer, qids, collection.queries, max_query_length, "tokenizing queries")
-        TokenTable(qids, flat, off).save(tmp / "queries.npz")
+        full: list[int] = []
+        flat, off = _tokenize_all(tokenizer, qids, collection.queries, max_query_length, "tokenizing queries", full_lengths=full)
+        TokenTable(qids, flat, off, np.asarray(full, dtype=np.int64)).save(tmp / "queries.npz")
 
-    path = cache.get_or_build("tokens", key, build)
-    return TokenTable.load(path / "docs.npz"), TokenTable.load(path / "queries.npz")
+    def reader(entry: Path) -> tuple[TokenTable, TokenTable]:
+        return read_file(entry / "docs.npz", TokenTable.load), read_file(entry / "queries.npz", TokenTable.load)
+
+    docs, queries = cache.load("tokens", key, build, reader)
+    queries.notes, queries.label = collection.notes, collection.name
+    return docs, queries
 
 
 class TextEncoder:
@@ -128,6 +203,7 @@ class TextEncoder:
     def __init__(self, tokenizer, table: TokenTable, max_length: int):
         self.table, self.max_length = table, max_length
         self.cls, self.sep, self.pad = special_ids(tokenizer)
+        table.note_truncation(max_length, special=True)  # counts only for a query table
 
     def length(self, key: str) -> int:
         return min(self.table.length(key) + 2, self.max_length)

@@ -15,7 +15,7 @@ from typing import Mapping
 from rankexp.data.collection import Collection
 from rankexp.errors import ConfigError
 from rankexp.eval.trec_io import Run, read_run, write_run
-from rankexp.tracking.cache import Cache
+from rankexp.tracking.cache import Cache, key_digest, read_file
 from rankexp.utils.hashing import stable_hash
 from rankexp.utils.progress import track
 
@@ -58,9 +58,14 @@ class BM25:
             out.extend(bm25s.tokenize(chunk, stopwords=self.stopwords, stemmer=stemmer, return_ids=False, show_progress=False))
         return out
 
-    def index(self, collection: Collection, cache: Cache) -> Path:
-        key = {"collection": collection.fingerprint, **self.params()}
+    def index_key(self, collection: Collection) -> dict:
+        """What the index depends on (``k`` and ``chunk_size`` do not change it)."""
+        return {"collection": collection.fingerprint, **self.params()}
 
+    def run_key(self, collection: Collection, queries: Mapping[str, str]) -> dict:
+        return {"index": key_digest(self.index_key(collection)), "queries": stable_hash(sorted(queries.items()), 16), "k": self.k}
+
+    def _build_index(self, collection: Collection):
         def build(tmp: Path) -> None:
             import bm25s
 
@@ -71,20 +76,32 @@ class BM25:
             retriever.save(str(tmp / "index"))
             (tmp / "doc_ids.json").write_text(json.dumps(doc_ids))
 
-        return cache.get_or_build("bm25_index", key, build)
+        return build
+
+    def index(self, collection: Collection, cache: Cache) -> Path:
+        return cache.get_or_build("bm25_index", self.index_key(collection), self._build_index(collection))
+
+    def load_index(self, collection: Collection, cache: Cache):
+        """(bm25s retriever, doc ids) from the cached index; an unreadable index is rebuilt."""
+
+        def reader(entry: Path):
+            import bm25s
+
+            return (read_file(entry / "index", lambda p: bm25s.BM25.load(str(p))),
+                    read_file(entry / "doc_ids.json", lambda p: json.loads(p.read_text(encoding="utf-8"))))
+
+        return cache.load("bm25_index", self.index_key(collection), self._build_index(collection), reader)
 
     def retrieve(self, collection: Collection, cache: Cache, queries: Mapping[str, str] | None = None) -> Run:
         """Top-k for every query of ``queries`` (default: all the collection's queries), cached."""
         queries = dict(queries if queries is not None else collection.queries)
-        index_dir = self.index(collection, cache)
-        key = {"index": index_dir.name, "queries": stable_hash(sorted(queries.items()), 16), "k": self.k}
+        self.index(collection, cache)  # verified (and repaired) even when the run is cached
+        key = self.run_key(collection, queries)
 
         def build(tmp: Path) -> None:
-            import bm25s
             import numpy as np
 
-            retriever = bm25s.BM25.load(str(index_dir / "index"))
-            doc_ids = json.loads((index_dir / "doc_ids.json").read_text())
+            retriever, doc_ids = self.load_index(collection, cache)
             qids = list(queries)
             q_tokens = self._tokenize([queries[q] for q in qids])
             k = min(self.k, len(doc_ids))
@@ -98,4 +115,9 @@ class BM25:
                     run[qid] = {doc_ids[int(i)]: float(s) for i, s in zip(results[row], scores[row]) if s > 0 and np.isfinite(s)}
             write_run(tmp / "run.trec", {q: r for q, r in run.items() if r}, tag="bm25")
 
-        return read_run(cache.get_or_build("bm25_run", key, build) / "run.trec")
+        return cache.load("bm25_run", key, build, lambda entry: read_file(entry / "run.trec", read_cached_run))
+
+
+def read_cached_run(path: Path) -> Run:
+    """A cached run file (an empty file is an empty run)."""
+    return read_run(path) if path.stat().st_size else {}

@@ -25,8 +25,8 @@ import torch
 
 from rankexp.data.collection import Collection
 from rankexp.errors import ConfigError
-from rankexp.eval.trec_io import Run, read_run, write_run
-from rankexp.tracking.cache import Cache
+from rankexp.eval.trec_io import Run, write_run
+from rankexp.tracking.cache import Cache, read_file
 from rankexp.utils.hashing import stable_hash
 
 log = logging.getLogger(__name__)
@@ -42,12 +42,24 @@ def model_hash(state: Mapping[str, torch.Tensor], extra: Any = None, length: int
     return h.hexdigest()[:length]
 
 
+def _side_identity(encoder) -> dict:
+    # pooling, similarity, tiny sizes and the tokenizer's content (not the name, nor whether the
+    # query side shares the weights: ADORE unshares a model and reuses the index of the same weights)
+    from rankexp.data.tokens import tokenizer_fingerprint
+
+    return {k: v for k, v in encoder.identity.items() if k not in ("name", "shared")} | {"tokenizer": tokenizer_fingerprint(encoder.tokenizer)}
+
+
 def doc_encoder_hash(encoder) -> str:
-    # what document embeddings depend on: the document side's weights, pooling, similarity, length
-    # (not the name, nor whether the query side shares the weights: ADORE unshares a model and
-    # reuses the index of the same weights)
-    ident = {k: v for k, v in encoder.identity.items() if k not in ("name", "shared")} | {"max_length": encoder.max_length}
-    return model_hash(encoder.doc_state(), ident)
+    """What document embeddings depend on: the document side's weights, pooling, similarity,
+    tokenizer and document length."""
+    return model_hash(encoder.doc_state(), _side_identity(encoder) | {"max_length": encoder.max_length})
+
+
+def query_encoder_hash(encoder) -> str:
+    """What query embeddings depend on: the query side's weights, pooling, similarity, tokenizer
+    and query length (``max_query_length``)."""
+    return model_hash(encoder.side("query").state_dict(), _side_identity(encoder) | {"max_query_length": encoder.max_query_length})
 
 
 @torch.inference_mode()
@@ -139,7 +151,15 @@ class DenseIndex:
 
     @classmethod
     def load(cls, path: Path, use_faiss: bool = False) -> "DenseIndex":
-        return cls(json.loads((path / "doc_ids.json").read_text()), np.load(path / "embeddings.npy"), use_faiss)
+        doc_ids = read_file(path / "doc_ids.json", lambda p: json.loads(p.read_text(encoding="utf-8")))
+
+        def embeddings(p: Path) -> np.ndarray:
+            emb = np.load(p)
+            if emb.ndim != 2 or emb.shape[0] != len(doc_ids):
+                raise ValueError(f"{emb.shape} embeddings for {len(doc_ids)} documents")
+            return emb
+
+        return cls(doc_ids, read_file(path / "embeddings.npy", embeddings), use_faiss)
 
 
 def want_faiss(option: str | bool) -> bool:
@@ -167,7 +187,6 @@ def texts_for(encoder, collection: Collection, cache: Cache):
 def build_index(encoder, collection: Collection, cache: Cache, batch_size: int = 64, device: str = "cpu",
                 use_faiss: bool = False) -> DenseIndex:
     """The document matrix of ``collection`` under ``encoder``'s document side, cached by its weights' hash."""
-    key = {"collection": collection.fingerprint, "model": doc_encoder_hash(encoder)}
     doc_text, _ = texts_for(encoder, collection, cache)
 
     def build(tmp: Path) -> None:
@@ -175,7 +194,12 @@ def build_index(encoder, collection: Collection, cache: Cache, batch_size: int =
         emb = encode_ids(encoder, doc_text, ids, "doc", batch_size, device, f"encoding {collection.name} corpus")
         DenseIndex(ids, emb).save(tmp)
 
-    return DenseIndex.load(cache.get_or_build("dense_index", key, build), use_faiss)
+    return cache.load("dense_index", index_key(encoder, collection), build, lambda entry: DenseIndex.load(entry, use_faiss))
+
+
+def index_key(encoder, collection: Collection) -> dict:
+    """The dense_index cache key."""
+    return {"collection": collection.fingerprint, "model": doc_encoder_hash(encoder)}
 
 
 def search_queries(encoder, index: DenseIndex, query_text, queries: Sequence[str], k: int, batch_size: int = 64,
@@ -286,9 +310,7 @@ class DenseRetriever:
         """Top-k for every query of ``queries`` (default: all the collection's), cached as a run file."""
         encoder = self.encoder()
         qids = list(queries if queries is not None else collection.queries)
-        key = {"collection": collection.fingerprint, "model": doc_encoder_hash(encoder),
-               "query_model": model_hash(encoder.side("query").state_dict()), "k": self.k,
-               "queries": stable_hash(sorted((q, collection.queries.get(q, "")) for q in qids), 16)}
+        key = self.run_key(collection, qids)
 
         def build(tmp: Path) -> None:
             index = self.index(collection, cache)
@@ -296,7 +318,16 @@ class DenseRetriever:
             run = search_queries(encoder, index, query_text, qids, self.k, self.batch_size, self.device)
             write_run(tmp / "run.trec", run, tag="dense")
 
-        return read_run(cache.get_or_build("dense_run", key, build) / "run.trec")
+        from rankexp.retrieval.bm25 import read_cached_run
+
+        return cache.load("dense_run", key, build, lambda entry: read_file(entry / "run.trec", read_cached_run))
+
+    def run_key(self, collection: Collection, qids: Sequence[str]) -> dict:
+        """The dense_run cache key: both sides' weights and lengths, the depth, the query texts."""
+        encoder = self.encoder()
+        return {"collection": collection.fingerprint, "model": doc_encoder_hash(encoder),
+                "query_model": query_encoder_hash(encoder), "k": self.k,
+                "queries": stable_hash(sorted((q, collection.queries.get(q, "")) for q in qids), 16)}
 
 
 def fuse(runs: Sequence[Run], weights: Sequence[float], method: str = "norm", rrf_k: int = 60) -> Run:

@@ -36,10 +36,10 @@ class DenseStaticNegatives(MinedNegatives):
         return r
 
     def mining_key(self, collection, first_stage, ctx, qids):
-        from rankexp.retrieval.dense import doc_encoder_hash, model_hash
+        from rankexp.retrieval.dense import doc_encoder_hash, query_encoder_hash
 
         enc = self._retriever(ctx).encoder()
-        return {"model": doc_encoder_hash(enc), "query_model": model_hash(enc.side("query").state_dict())}
+        return {"model": doc_encoder_hash(enc), "query_model": query_encoder_hash(enc)}
 
     def mine(self, collection, first_stage, ctx, qids):
         import torch

@@ -104,23 +104,31 @@ class MinedNegatives(NegativeSampler):
         raise NotImplementedError  # pragma: no cover
 
     # ---- shared
+    def cache_key(self, collection: Collection, first_stage, ctx: MiningContext | None, qids: list[str]) -> dict:
+        """The negatives cache key (the filters are applied after reading, so they are not in it)."""
+        return {"sampler": self.name, "collection": collection.fingerprint, "depth": self.depth,
+                "queries": stable_hash(qids, 16), **self.mining_key(collection, first_stage, ctx, qids)}
+
     def setup(self, collection, first_stage, ctx: MiningContext | None = None) -> None:
         super().setup(collection, first_stage, ctx)
         qids = list(ctx.train_qids) if ctx is not None and ctx.train_qids is not None else list(collection.queries)
         self.file: Path | None = None
         if ctx is not None and ctx.cache is not None:
-            key = {"sampler": self.name, "collection": collection.fingerprint, "depth": self.depth,
-                   "queries": stable_hash(qids, 16), **self.mining_key(collection, first_stage, ctx, qids)}
+            from rankexp.tracking.cache import read_file
+
+            key = self.cache_key(collection, first_stage, ctx, qids)
 
             def build(tmp: Path) -> None:
                 ranking, pos = self.mine(collection, first_stage, ctx, qids)
                 write_negatives(tmp / "negatives.tsv", ranking)
                 write_scores(tmp / "positives.tsv", pos)
 
-            entry = ctx.cache.get_or_build("negatives", key, build)
+            def reader(entry: Path):
+                ranked = read_file(entry / "negatives.tsv", lambda p: read_negatives(p) if p.stat().st_size > len(HEADER) else {})
+                return entry, ranked, read_file(entry / "positives.tsv", read_scores)
+
+            entry, self.ranked, self.pos_scores = ctx.cache.load("negatives", key, build, reader)
             self.file = entry / "negatives.tsv"
-            self.ranked = read_negatives(self.file) if self.file.stat().st_size > len(HEADER) else {}
-            self.pos_scores = read_scores(entry / "positives.tsv")
         else:
             self.ranked, self.pos_scores = self.mine(collection, first_stage, ctx, qids)
         self._lookup = {q: dict(r) for q, r in self.ranked.items()}
