@@ -12,6 +12,7 @@ class RankexpError(Exception):
     """An error caused by the user's input or environment, reported as one line."""
 
     exit_code = 2
+    label = "error"  # the CLI prints "<label>: <message>"
 
 
 class DataError(RankexpError):
@@ -20,6 +21,13 @@ class DataError(RankexpError):
 
 class ConfigError(RankexpError):
     """An override or config value is unknown or invalid."""
+
+
+class ConfigValueError(ConfigError):
+    """A config value out of its allowed range or type, found before any data is loaded
+    (printed as ``config error: KEY must be WHAT, got VALUE``)."""
+
+    label = "config error"
 
 
 class TrainingError(RankexpError):

@@ -10,9 +10,14 @@ from typing import Annotated, Iterator, List, Optional
 
 import typer
 from rich.console import Console
+from rich.markup import escape  # noqa: F401  (re-exported for the command modules)
+from rich.text import Text
 
-console = Console()
-err_console = Console(stderr=True)
+# emoji=False: user text such as ``corpus.jsonl:100: bad`` must not turn ``:100:`` into an emoji.
+# Text that comes from the user (messages, paths, ids) goes through ``escape`` (or a rich ``Text``)
+# so ``[bold]`` in a path prints literally.
+console = Console(emoji=False)
+err_console = Console(stderr=True, emoji=False)
 
 Debug = Annotated[bool, typer.Option("--debug", help="Show full tracebacks instead of one-line errors.")]
 Overrides = Annotated[Optional[List[str]], typer.Argument(help="Hydra overrides, e.g. data=cranfield trainer.max_steps=200 seed=2", show_default=False)]
@@ -54,12 +59,43 @@ def quiet_libraries(lightning: bool = False) -> None:
         pass
 
 
+def print_error(message: str, label: str = "error", hint: str = "") -> None:
+    """``<label>: <message>`` on stderr, one line; the message is printed literally (no markup, no emoji)."""
+    line = Text.assemble((f"{label}:", "bold red"), " ", message)
+    if hint:
+        line.append(" " + hint, style="dim")
+    err_console.print(line, highlight=False, soft_wrap=True)
+
+
+class ConsoleWarnings(logging.Handler):
+    """rankexp's own warnings (input anomalies, fallbacks) as ``warning: ...`` lines on stderr."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = Text.assemble(("warning:", "yellow"), " ", self.format(record))
+            err_console.print(line, highlight=False, soft_wrap=True)
+        except Exception:  # pragma: no cover - never let a warning break a run
+            self.handleError(record)
+
+
+def show_warnings() -> None:
+    """Route ``rankexp.*`` log warnings to the console (once per process)."""
+    root = logging.getLogger("rankexp")
+    if not any(isinstance(h, ConsoleWarnings) for h in root.handlers):
+        handler = ConsoleWarnings(logging.WARNING)
+        handler.setFormatter(logging.Formatter("%(message)s"))
+        root.addHandler(handler)
+    if root.level == logging.NOTSET or root.level > logging.WARNING:
+        root.setLevel(logging.WARNING)
+
+
 @contextmanager
 def handled(debug: bool = False) -> Iterator[None]:
     """Map errors to one red line and a non-zero exit; tracebacks only with --debug."""
     from rankexp.errors import RankexpError, one_line
 
     set_debug(debug)
+    show_warnings()
     try:
         yield
     except typer.Exit:
@@ -67,7 +103,7 @@ def handled(debug: bool = False) -> Iterator[None]:
     except RankexpError as e:
         if debugging():
             raise
-        err_console.print(f"[bold red]error:[/] {one_line(e)}", highlight=False, soft_wrap=True)
+        print_error(one_line(e), getattr(e, "label", "error"))
         raise typer.Exit(e.exit_code)
     except KeyboardInterrupt:
         err_console.print("[bold red]interrupted[/]")
@@ -75,8 +111,7 @@ def handled(debug: bool = False) -> Iterator[None]:
     except Exception as e:
         if debugging():
             raise
-        err_console.print(f"[bold red]error:[/] {type(e).__name__}: {one_line(e)} [dim](--debug for the traceback)[/]",
-                          highlight=False, soft_wrap=True)
+        print_error(f"{type(e).__name__}: {one_line(e)}", hint="(--debug for the traceback)")
         raise typer.Exit(1)
 
 

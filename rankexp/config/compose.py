@@ -28,8 +28,18 @@ def groups() -> dict[str, list[str]]:
     return out
 
 
-def compose(overrides: Sequence[str] = ()) -> DictConfig:
-    """Compose ``conf/config.yaml`` with Hydra overrides (full override grammar, no sweeps)."""
+def compose(overrides: Sequence[str] = (), validate: bool = True) -> DictConfig:
+    """Compose ``conf/config.yaml`` with Hydra overrides (full override grammar, no sweeps), then
+    check every value against :mod:`rankexp.config.validate` (before any data is loaded)."""
+    cfg = _compose(overrides)
+    if validate:
+        from rankexp.config.validate import validate as check_values
+
+        check_values(cfg)
+    return cfg
+
+
+def _compose(overrides: Sequence[str]) -> DictConfig:
     from hydra import compose as hydra_compose
     from hydra import initialize_config_dir
     from hydra.core.global_hydra import GlobalHydra

@@ -1,6 +1,7 @@
 """Rich progress bars for long work (indexing, tokenizing, encoding, reranking).
 
-Bars go to stderr and are disabled with ``RANKEXP_PROGRESS=0`` (tests set it).
+Bars go to stderr and are disabled with ``RANKEXP_PROGRESS=0`` (tests set it). Labels print literally
+(markup escaped, no emoji codes).
 """
 
 from __future__ import annotations
@@ -16,6 +17,13 @@ def enabled() -> bool:
     return os.environ.get("RANKEXP_PROGRESS", "1") not in ("0", "false", "no")
 
 
+def _literal(description: str) -> str:
+    """The bar's label is rich markup (``[bold blue]{description}``): escape any ``[`` in it."""
+    from rich.markup import escape
+
+    return escape(description)
+
+
 def _progress():
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn, TimeRemainingColumn
@@ -26,7 +34,7 @@ def _progress():
         MofNCompleteColumn(),
         TimeElapsedColumn(),
         TimeRemainingColumn(),
-        console=Console(stderr=True),
+        console=Console(stderr=True, emoji=False),
         transient=False,
         disable=not enabled(),
     )
@@ -36,7 +44,7 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
     if total is None and hasattr(items, "__len__"):
         total = len(items)  # type: ignore[arg-type]
     with _progress() as prog:
-        task = prog.add_task(description, total=total)
+        task = prog.add_task(_literal(description), total=total)
         for item in items:
             yield item
             prog.advance(task)
@@ -46,5 +54,5 @@ def track(items: Iterable[T], description: str, total: int | None = None) -> Ite
 def task(description: str, total: int | None):
     """A bar advanced by hand: ``with task("reranking", n) as advance: advance(k)``."""
     with _progress() as prog:
-        tid = prog.add_task(description, total=total)
+        tid = prog.add_task(_literal(description), total=total)
         yield lambda k=1: prog.advance(tid, k)
