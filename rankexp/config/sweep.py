@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -67,6 +68,15 @@ def run_member(cfg: DictConfig) -> float | None:  # None only in a dry run
     sweep_dir = Path(os.environ[ENV_DIR]) if os.environ.get(ENV_DIR) else None
     overrides = _task_overrides()
     num = _job_num()
+    from rankexp.config.validate import validate
+    from rankexp.errors import ConfigError
+
+    if os.environ.get(ENV_DRY):  # every member's values before anything runs: the expansion stops at a bad one
+        try:
+            validate(cfg)
+        except ConfigError as e:
+            print(f"config error: member {num} ({' '.join(overrides)}): {e}", file=sys.stderr, flush=True)
+            raise SystemExit(2) from None
     rd = api.rundir_for(cfg)
     record: dict[str, Any] = {"num": num, "overrides": overrides, "run_id": rd.run_id, "run_dir": str(rd.path)}
     if os.environ.get(ENV_DRY):
@@ -91,6 +101,7 @@ def run_member(cfg: DictConfig) -> float | None:  # None only in a dry run
     record.update(status="running", started=time.time())
     _record(sweep_dir, record)
     try:
+        validate(cfg)  # e.g. an Optuna trial's value out of range: a failed member, not a failed sweep
         result = api.train(cfg, overrides, force=bool(os.environ.get(ENV_FORCE)))
         record.update(status="complete", action="skipped" if result.skipped else ("resumed" if resumable and before != "complete" else "ran"))
         dev = (result.metrics.get("dev") or {}).get("best")
