@@ -55,5 +55,9 @@ class NegativeSampler:
                 taken.add(d)
         return picked
 
+    def fallback_count(self) -> int:
+        """Negatives drawn at random so far because this sampler's (or its sources') pool ran dry."""
+        return int(getattr(self, "fallbacks", 0)) + sum(s.fallback_count() for s in getattr(self, "samplers", ()))
+
     def stats(self) -> dict:
         return {"sampler": self.name, "fallback_to_random": self.fallbacks}
