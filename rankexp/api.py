@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from rankexp.config.compose import compose as compose  # re-exported
 from rankexp.config.compose import run_id as config_run_id
 from rankexp.config.compose import to_container
-from rankexp.errors import RankexpError, TrainingError, one_line
+from rankexp.errors import ConfigError, RankexpError, TrainingError, one_line
 from rankexp.tracking.rundir import RunDir, process_rank
 
 log = logging.getLogger("rankexp")
@@ -44,45 +44,87 @@ def peak_rss_mb() -> float:
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1)
 
 
-def train(cfg: DictConfig, overrides: Sequence[str] = (), force: bool = False) -> RunResult:
+def train(cfg: DictConfig, overrides: Sequence[str] = (), force: bool = False, wait: bool | float = False) -> RunResult:
     """One run: fit, rerank the test split, evaluate model and first stage, write the run directory.
 
     A run whose status is ``complete`` is not redone unless ``force``; a run cut off earlier
-    resumes from ``checkpoints/last.ckpt``.
+    resumes from ``checkpoints/last.ckpt`` (a damaged one is moved aside and the run restarts).
+    One process at a time owns a run directory: another live owner makes this call raise
+    ``RunLocked`` (one line), or wait for it with ``wait`` (True, or at most that many seconds).
+    SIGTERM/SIGINT save a resumable checkpoint, set ``failed: interrupted (SIGTERM)`` and raise
+    ``Interrupted`` (exit code 143/130); a full disk raises ``DiskFullError``.
     """
+    from rankexp.tracking import lifecycle as lc
+    from rankexp.tracking.loggers import finish_all
+
     rd = rundir_for(cfg)
     if process_rank() != 0:  # a non-zero rank of a distributed run trains but writes nothing
         rd = RunDir(rd.path, readonly=True)
-    if rd.is_complete() and not force:
-        return RunResult(rd.run_id, rd.path, rd.metrics(), skipped=True)
-    resume = rd.checkpoints / "last.ckpt"
-    if force and rd.path.exists() and not rd.readonly:
-        resume.unlink(missing_ok=True)
-    rd.start(cfg, overrides, int(cfg.seed))
-    logger = None
+    lock = None if rd.readonly else lc.RunLock(rd.path).acquire(wait=wait)
+    exit_code = 1
     try:
-        result, logger = _train(cfg, rd, resume if resume.exists() else None)
-        rd.set_status("complete")
-        return result
-    except RankexpError as e:
-        rd.set_status("failed", one_line(e))
+        if rd.is_complete() and not force:
+            exit_code = 0
+            return RunResult(rd.run_id, rd.path, rd.metrics(), skipped=True)
+        resume = rd.checkpoints / "last.ckpt"
+        if not rd.readonly:
+            lc.clean_temp(rd.checkpoints)  # a save cut off by a crash
+            if force and rd.path.exists():
+                resume.unlink(missing_ok=True)
+            elif resume.exists():
+                ok, why = lc.checkpoint_ok(resume)
+                if not ok:
+                    moved = lc.quarantine(resume)
+                    lc.notice(f"{resume}: {why}; moved aside to {moved.name}, run {rd.run_id} restarts from scratch")
+        with lc.SignalGuard() as guard, lc.Heartbeat(rd):
+            try:
+                rd.start(cfg, overrides, int(cfg.seed), fresh=not resume.exists())
+                result, _ = _train(cfg, rd, resume if resume.exists() else None)
+                rd.set_status("complete")
+                exit_code = 0
+                return result
+            except SystemExit as e:  # Lightning's own SIGTERM path (distributed runs)
+                if guard.signum is None:
+                    raise
+                raise lc.Interrupted(guard.signum) from e
+    except lc.Interrupted as e:
+        exit_code = e.exit_code
+        _final_status(rd, f"interrupted ({e.signame})")
         raise
     except KeyboardInterrupt:
-        rd.set_status("failed", "interrupted")
+        exit_code = 130
+        _final_status(rd, "interrupted (SIGINT)")
+        raise
+    except lc.RunLocked:
+        raise
+    except RankexpError as e:
+        _final_status(rd, one_line(e))
         raise
     except Exception as e:
         import torch
 
+        if lc.disk_full(e):
+            err = lc.disk_full_error(e)
+            _final_status(rd, one_line(err))
+            raise err from e
         if isinstance(e, torch.OutOfMemoryError) or "out of memory" in str(e).lower():
             err = TrainingError(f"out of memory: lower train.batch_size / eval.batch_size or model.encoder.max_length ({one_line(e)})")
-            rd.set_status("failed", one_line(err))
+            _final_status(rd, one_line(err))
             raise err from e
-        rd.set_status("failed", f"{type(e).__name__}: {one_line(e)}")
+        _final_status(rd, f"{type(e).__name__}: {one_line(e)}")
         raise
     finally:
-        from rankexp.tracking.loggers import finish
+        finish_all(exit_code)  # every W&B run this attempt started, also on failure and interrupt
+        if lock is not None:
+            lock.release()
 
-        finish(logger, failed=rd.state() != "complete")
+
+def _final_status(rd: RunDir, reason: str) -> None:
+    """``failed: <reason>``; a status that cannot be written never hides the error itself."""
+    try:
+        rd.set_status("failed", reason)
+    except Exception as e:  # pragma: no cover - the in-place fallback failed too
+        log.warning("could not write %s/status (%s)", rd.path, one_line(e))
 
 
 def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
@@ -175,7 +217,9 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
     monitor = f"val/{dev_measure}"
     has_dev = bool(dev_pairs)
     val_every = min(int(cfg.train.val_every_n_steps), max_steps)
-    callbacks: list = [HistoryCallback(rd, int(cfg.trainer.get("log_every_n_steps", 10) or 10))]
+    from rankexp.tracking.lifecycle import guard_callback  # signals -> last.ckpt; crash-safe checkpoint writes
+
+    callbacks: list = [HistoryCallback(rd, int(cfg.trainer.get("log_every_n_steps", 10) or 10)), guard_callback(rd)]
     best_cb = None
     if has_dev:
         best_cb = ModelCheckpoint(dirpath=rd.checkpoints, filename="best", monitor=monitor, mode="max", save_top_k=1,
@@ -208,6 +252,45 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
     groups = build_groups(collection, split["train"], sampler, int(cfg.train.num_negatives),
                           max_steps * int(cfg.train.batch_size) * accumulate * trainer.world_size, int(cfg.seed))
     dm = RankingDataModule(groups, dev_pairs, pairs, int(cfg.train.batch_size), int(cfg.eval.batch_size), accumulate * trainer.world_size)
+    mode = str(cfg.eval.get("mode") or "auto")
+    if mode not in ("auto", "rerank", "retrieve"):
+        raise ConfigError(f"eval.mode must be auto, rerank or retrieve, got {mode!r}")
+    if mode == "auto":
+        mode = "retrieve" if bi else "rerank"
+    if mode == "retrieve" and not bi:
+        raise ConfigError("eval.mode=retrieve needs a bi-encoder (model=bi_encoder); a cross-encoder can only rerank")
+
+    def predict_test(mod) -> tuple[dict, dict[str, Any], int, list[str]]:
+        """The test split's ranking by ``mod``: reranked first-stage candidates, or (a bi-encoder with
+        ``eval.mode=retrieve``) exact top-k retrieval from the whole corpus."""
+        t_pred = time.perf_counter()
+        if mode == "retrieve":
+            from rankexp.retrieval.dense import build_index, search_queries, texts_for
+
+            k = int(cfg.eval.retrieval_k)
+            n_events = len(cache.events)
+            index = build_index(mod.encoder, collection, cache, int(cfg.eval.batch_size), device)
+            index_s = time.perf_counter() - t_pred
+            _, query_text = texts_for(mod.encoder, collection, cache)
+            run = search_queries(mod.encoder, index, query_text, split["test"], k, int(cfg.eval.batch_size), device)
+            built = [e for e in cache.events[n_events:] if e.kind == "dense_index" and not e.hit]
+            info: dict[str, Any] = {"mode": "dense retrieval", "k": k, "index": index.digest(), "docs": len(index),
+                                    "index_cached": not built,
+                                    "docs_per_s": round(len(index) / built[0].build_s, 1) if built and built[0].build_s > 0 else None,
+                                    "timings": {"index_s": index_s, "retrieve_s": time.perf_counter() - t_pred - index_s}}
+            return run, info, k, [str(m) for m in parse_measures(list(cfg.eval.retrieval_measures))]
+        k = int(cfg.eval.rerank_k)
+        run = score_pairs(mod.encoder, pair_loader(candidates(split["test"], k), pairs, int(cfg.eval.batch_size)),
+                          "reranking test", device)
+        return run, {"mode": "rerank", "k": k, "timings": {"rerank_s": time.perf_counter() - t_pred}}, k, measures
+
+    # the untrained start on the same test queries (a row every study table needs): the module's
+    # weights before fit are the fresh initialisation even when resuming (fit loads the checkpoint)
+    untrained_run = None
+    if cfg.eval.get("untrained", True) and trainer.is_global_zero:
+        t0 = time.perf_counter()
+        untrained_run, _, _, _ = predict_test(module)
+        timings["untrained_eval_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
     timings["train_s"] = time.perf_counter() - t0
@@ -224,35 +307,23 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
         module.load_state_dict(state["state_dict"])
         best_step = int(state.get("global_step", best_step))
     t0 = time.perf_counter()
-    if bi:  # a bi-encoder retrieves from the whole corpus: encode it, exact top-k for the test queries
-        from rankexp.retrieval.dense import build_index, search_queries, texts_for
-
-        depth = int(cfg.eval.retrieval_k)
-        measures = [str(m) for m in parse_measures(list(cfg.eval.retrieval_measures))]
-        n_events = len(cache.events)
-        index = build_index(module.encoder, collection, cache, int(cfg.eval.batch_size), device)
-        timings["index_s"] = time.perf_counter() - t0
-        _, query_text = texts_for(module.encoder, collection, cache)
-        model_run = search_queries(module.encoder, index, query_text, split["test"], depth, int(cfg.eval.batch_size), device)
-        timings["retrieve_s"] = time.perf_counter() - t0 - timings["index_s"]
-        built = [e for e in cache.events[n_events:] if e.kind == "dense_index" and not e.hit]
-        retrieval: dict[str, Any] = {"mode": "dense retrieval", "k": depth, "index": index.digest(), "docs": len(index),
-                     "index_cached": not built,
-                     "docs_per_s": round(len(index) / built[0].build_s, 1) if built and built[0].build_s > 0 else None}
-    else:
-        depth = int(cfg.eval.rerank_k)
-        test_pairs = candidates(split["test"], depth)
-        model_run = score_pairs(module.encoder, pair_loader(test_pairs, pairs, int(cfg.eval.batch_size)), "reranking test", device)
-        timings["rerank_s"] = time.perf_counter() - t0
-        retrieval = {"mode": "rerank", "k": depth}
+    model_run, retrieval, depth, measures = predict_test(module)
+    timings.update({k: v for k, v in retrieval.pop("timings").items()})
     baseline_run = {q: dict(sort_ranking(fs_run[q])[:depth]) for q in split["test"] if q in fs_run}
     test_qrels = {q: collection.qrels[q] for q in split["test"]}
     model_eval = evaluate(model_run, test_qrels, measures, qids=split["test"], complete=True)
     base_eval = evaluate(baseline_run, test_qrels, measures, qids=split["test"], complete=True)
+    untrained_eval = evaluate(untrained_run, test_qrels, measures, qids=split["test"], complete=True) if untrained_run is not None else None
 
     write_run(rd.path / "run.trec", model_run, tag=f"rankexp-{rd.run_id}")
-    rd.write_perquery({"model": model_eval.perquery, first_stage.name: base_eval.perquery})
+    perquery_tables = {"model": model_eval.perquery, first_stage.name: base_eval.perquery}
+    if untrained_eval is not None:
+        perquery_tables["untrained"] = untrained_eval.perquery
+    rd.write_perquery(perquery_tables)
     timings["total_s"] = time.perf_counter() - t_start
+    paired = {first_stage.name: paired_tests(model_eval.perquery, base_eval.perquery)}
+    if untrained_eval is not None:
+        paired["untrained"] = paired_tests(model_eval.perquery, untrained_eval.perquery)
     metrics = {
         "run_id": rd.run_id,
         "dataset": collection.name,
@@ -264,6 +335,10 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
                     "without_candidates": model_eval.missing_in_run, "dev": len(split["dev"]), "train": len(split["train"])},
         "model": model_eval.aggregate,
         "baseline": {"name": first_stage.name, "params": first_stage.params(), **base_eval.aggregate},
+        "untrained": untrained_eval.aggregate if untrained_eval is not None else None,
+        # paired two-sided t-tests of the model against each reference row on the test queries
+        "paired_ttest": paired,
+        "learned": learned_verdict(paired.get("untrained"), dev_measure),
         "dev": {"measure": dev_measure, "best": float(best_cb.best_model_score) if best_cb is not None and best_cb.best_model_score is not None else None,
                 "best_step": best_step},
         "train": {"steps": trainer.global_step, "groups": len(groups), "group_size": len(groups[0].doc_ids) if groups else 0,
@@ -272,11 +347,37 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
         "notes": collection.notes,
     }
     rd.write_json("metrics.json", metrics)
-    log_final(logger, {"model": model_eval.aggregate, first_stage.name: base_eval.aggregate},
-              {"model": model_eval.perquery, first_stage.name: base_eval.perquery})
+    systems = {"model": model_eval, first_stage.name: base_eval, **({"untrained": untrained_eval} if untrained_eval else {})}
+    log_final(logger, {k: v.aggregate for k, v in systems.items()}, {k: v.perquery for k, v in systems.items()})
     if not cfg.train.keep_last_checkpoint:
         (rd.checkpoints / "last.ckpt").unlink(missing_ok=True)
     return RunResult(rd.run_id, rd.path, metrics, cache=cache.summary()), logger
+
+
+def paired_tests(model: dict[str, dict[str, float]], other: dict[str, dict[str, float]]) -> dict[str, dict[str, float]]:
+    """``measure -> {diff, p, n}``: paired two-sided t-test of the model against ``other`` per measure,
+    over the queries both evaluated (mean difference > 0: the model is better)."""
+    from rankexp.eval.significance import paired_ttest
+
+    out = {}
+    for m, values in model.items():
+        qids = [q for q in values if q in other.get(m, {})]
+        if len(qids) < 2:
+            continue
+        r = paired_ttest([values[q] for q in qids], [other[m][q] for q in qids])
+        out[m] = {"diff": r.mean_diff, "p": r.p_value, "n": r.n}
+    return out
+
+
+def learned_verdict(vs_untrained: dict | None, measure: str, alpha: float = 0.05) -> str | None:
+    """Whether training paid off: ``yes`` (the model beats its untrained start on ``measure``, paired
+    t-test p < alpha), ``no`` (it does not beat it significantly), ``worse`` (significantly worse)."""
+    if not vs_untrained or measure not in vs_untrained:
+        return None
+    t = vs_untrained[measure]
+    if t["p"] < alpha:
+        return "yes" if t["diff"] > 0 else "worse"
+    return "no"
 
 
 def evaluate_run(run_path: str | Path, qrels_spec: str | None, measures: str | Sequence[str], complete: bool = False):

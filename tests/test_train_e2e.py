@@ -10,6 +10,7 @@ import sys
 import pytest
 from typer.testing import CliRunner
 
+from rankexp.api import compose, train
 from rankexp.cli import app
 from rankexp.eval.measures import evaluate
 from rankexp.eval.trec_io import read_run
@@ -59,7 +60,20 @@ def test_metrics_keys_and_rerun_equality(first_run, vaswani_slice):
     for k, v in m["model"].items():
         assert ev.aggregate[k] == pytest.approx(v, abs=1e-12), k
     pq = read_perquery(rd / "perquery.tsv")
-    assert set(pq) == {"model", "bm25"}
+    assert set(pq) == {"model", "bm25", "untrained"}
+    assert set(m["untrained"]) == set(m["model"])
+    # the paired tests in metrics.json are scipy's paired t-test on the per-query values
+    from scipy import stats
+
+    for ref in ("bm25", "untrained"):
+        t = m["paired_ttest"][ref]["nDCG@10"]
+        qids = sorted(pq["model"]["nDCG@10"])
+        a = [pq["model"]["nDCG@10"][q] for q in qids]
+        b = [pq[ref]["nDCG@10"][q] for q in qids]
+        assert t["n"] == len(qids) and t["diff"] == pytest.approx(sum(a) / len(a) - sum(b) / len(b))
+        if a != b:
+            assert t["p"] == pytest.approx(stats.ttest_rel(a, b).pvalue)
+    assert m["learned"] in ("yes", "no", "worse")
     assert sum(pq["model"]["AP"].values()) / len(pq["model"]["AP"]) == pytest.approx(m["model"]["AP"])
     # the candidates are the same: recall at the rerank depth cannot change by reranking
     assert m["model"]["R@100"] == pytest.approx(m["baseline"]["R@100"])
@@ -156,3 +170,30 @@ def test_wandb_sync_lists_offline_runs_and_needs_a_login(vaswani_slice, tmp_path
     assert f"-{res.run_id}" in listed.output and "1 offline run(s) would be synced" in listed.output
     pushed = runner.invoke(app, ["wandb", "sync", res.run_id])
     assert pushed.exit_code != 0 and "no W&B login" in pushed.output
+
+
+def test_untrained_row_is_the_start_and_a_frozen_model_equals_it(vaswani_slice, tmp_path):
+    """With a vanishing learning rate (1e-30, below float32 resolution of the weights) nothing moves: the model row must equal the untrained row exactly
+    (so the untrained row is the same network, scored the same way, before fit)."""
+    result = train(compose(fast_overrides(vaswani_slice, tmp_path, **{"model.lr": 1e-30})))
+    m = result.metrics
+    assert m["untrained"] == m["model"]
+    assert m["learned"] == "no" and m["paired_ttest"]["untrained"]["nDCG@10"]["p"] == 1.0
+
+
+def test_bi_encoder_can_rerank_the_first_stage(vaswani_slice, tmp_path):
+    result = train(compose(fast_overrides(vaswani_slice, tmp_path, model="tiny_bi", **{"eval.mode": "rerank"})))
+    m = result.metrics
+    assert m["retrieval"]["mode"] == "rerank" and m["rerank_k"] == 20
+    assert set(m["model"]) == {"nDCG@10", "RR@10", "AP", "R@100"}
+    # reranking the same candidates cannot change recall at the rerank depth
+    assert m["model"]["R@100"] == pytest.approx(m["baseline"]["R@100"]) == pytest.approx(m["untrained"]["R@100"])
+    run = read_run(result.path / "run.trec")
+    assert all(len(docs) <= 20 for docs in run.values())
+
+
+def test_cross_encoder_cannot_retrieve(vaswani_slice, tmp_path):
+    from rankexp.errors import ConfigError
+
+    with pytest.raises(ConfigError, match="eval.mode=retrieve needs a bi-encoder"):
+        train(compose(fast_overrides(vaswani_slice, tmp_path, **{"eval.mode": "retrieve"})))
