@@ -113,6 +113,13 @@ def handled(debug: bool = False) -> Iterator[None]:
             raise
         print_error(f"{type(e).__name__}: {one_line(e)}", hint="(--debug for the traceback)")
         raise typer.Exit(1)
+    except BaseException as e:  # rankexp.tracking.lifecycle.Interrupted: SIGTERM/SIGINT -> 143/130, one line
+        if type(e).__name__ != "Interrupted" or debugging():
+            raise
+        detail = f" ({e.detail})" if getattr(e, "detail", "") else ""
+        print_error(f"{e.signame}{detail}; the run is marked failed: interrupted; run the same command again to resume",
+                    label="interrupted")
+        raise typer.Exit(e.exit_code)
 
 
 def all_overrides(overrides: Optional[List[str]], ctx: typer.Context) -> list[str]:

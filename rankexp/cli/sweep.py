@@ -11,7 +11,7 @@ from rich.table import Table
 
 from rankexp.cli._common import OVERRIDE_CONTEXT, Debug, Overrides, all_overrides, console, handled, quiet_libraries
 
-STYLE = {"complete": "green", "running": "yellow", "failed": "red", "queued": "dim", "new": "dim"}
+STYLE = {"complete": "green", "running": "yellow", "failed": "red", "dead": "red", "queued": "dim", "new": "dim"}
 
 
 def member_table(index: dict, title: str) -> Table:

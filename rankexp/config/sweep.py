@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import signal
 import sys
 import time
 from pathlib import Path
@@ -98,7 +99,9 @@ def run_member(cfg: DictConfig) -> float | None:  # None only in a dry run
                     cfg.logger.job_type = "+".join(p for p in parts if p != "UniformWeighter")[:64]
     before = rd.state()
     resumable = (rd.checkpoints / "last.ckpt").exists()
-    record.update(status="running", started=time.time())
+    import socket
+
+    record.update(status="running", started=time.time(), pid=os.getpid(), host=socket.gethostname())
     _record(sweep_dir, record)
     try:
         validate(cfg)  # e.g. an Optuna trial's value out of range: a failed member, not a failed sweep
@@ -107,7 +110,14 @@ def run_member(cfg: DictConfig) -> float | None:  # None only in a dry run
         dev = (result.metrics.get("dev") or {}).get("best")
         objective = float(dev) if dev is not None else float(next(iter(result.metrics["model"].values())))
     except BaseException as e:  # task wrapper: one failed member does not stop the sweep
-        record.update(status="failed", action="failed", reason=one_line(e) or type(e).__name__)
+        from rankexp.tracking.lifecycle import Interrupted
+
+        record.update(status="failed", action="failed", reason=one_line(e) if not isinstance(e, Interrupted) else str(e))
+        if isinstance(e, Interrupted):  # SIGTERM/SIGINT (forwarded by `rankexp sweep`): stop the sweep, 143/130
+            record["finished"] = time.time()
+            _record(sweep_dir, record)
+            print(f"member {num} ({' '.join(overrides)}): {e}", flush=True)
+            raise SystemExit(e.exit_code) from None
         if os.environ.get("RANKEXP_DEBUG") or isinstance(e, KeyboardInterrupt):
             _record(sweep_dir, record)
             raise
@@ -146,12 +156,65 @@ def write_index(sweep_dir: Path) -> dict:
         merged = [by_num.get(n, {**p, "status": "queued" if p["status"] != "complete" else "complete"}) for n, p in sorted(planned.items())]
         merged += [m for n, m in sorted(by_num.items()) if n not in planned]
         for m in merged:  # the run directory is the source of truth for a member's status
-            status_file = Path(m["run_dir"]) / "status"
-            if status_file.exists() and m.get("status") not in ("running",):
-                m["status"] = status_file.read_text().strip().split(":", 1)[0]
+            m["status"] = member_status(m)
         index = {**meta, "members": merged}
         write_json(sweep_dir / "sweep.json", index)
         return index
+
+
+def member_status(m: dict) -> str:
+    """A member's status: its run directory's (``dead`` when its owner is gone) unless its record
+    says ``running`` and the member process is alive (it may not have taken its run yet)."""
+    import socket
+
+    from rankexp.tracking.lifecycle import pid_alive
+    from rankexp.tracking.rundir import RunDir
+
+    rd = RunDir(Path(m["run_dir"]))
+    state = rd.state()
+    if m.get("status") != "running":
+        return state or m.get("status", "queued")
+    if m.get("pid") and m.get("host") == socket.gethostname():
+        return "running" if pid_alive(int(m["pid"]), m.get("started")) else ("dead" if state in (None, "running", "dead") else state)
+    return "dead" if state == "dead" else "running" if state in (None, "running") else state
+
+
+def _child_setup() -> None:  # runs in the child between fork and exec
+    os.setpgid(0, 0)
+    try:
+        import ctypes
+
+        ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+    except Exception:  # not Linux
+        pass
+
+
+def _signal_group(pgid: int, signum: int, only_stragglers: bool = False) -> None:
+    """Signal the child's process group; ``only_stragglers``: only if some member is still alive
+    after the child itself has exited (a member process it left behind)."""
+    try:
+        if only_stragglers:
+            os.killpg(pgid, 0)
+        os.killpg(pgid, signum)
+    except (ProcessLookupError, PermissionError):
+        pass
+
+
+def _install(handler) -> dict:
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return {}
+    old = {}
+    for s in (signal.SIGTERM, signal.SIGINT):
+        old[s] = signal.getsignal(s)
+        signal.signal(s, handler)
+    return old
+
+
+def _restore(old: dict) -> None:
+    for s, h in old.items():
+        signal.signal(s, h if h is not None else signal.SIG_DFL)
 
 
 LAUNCHERS = ("basic", "joblib", "submitit_local", "submitit_slurm")
@@ -244,18 +307,42 @@ def launch(overrides: list[str], name: str | None = None, output_dir: Path | Non
     env.setdefault("RANKEXP_PROGRESS", "0")
     if launcher == "joblib" and "RANKEXP_THREADS" not in env:  # parallel members must not oversubscribe the cores
         env["RANKEXP_THREADS"] = str(max(1, (os.cpu_count() or 1) // max(1, jobs or os.cpu_count() or 1)))
+    grace = float(os.environ.get("RANKEXP_SWEEP_GRACE_S", "120"))
+    received: list[tuple[int, float]] = []  # (signal, when)
+
+    def forward(signum, frame) -> None:
+        # SIGTERM/SIGINT reach the Hydra child and its members (its own process group); they save a
+        # checkpoint and stop; we wait for them. A second signal a second later escalates at once.
+        again = bool(received) and time.monotonic() - received[0][1] >= 1.0
+        if not received:
+            received.append((signum, time.monotonic()))
+        _signal_group(proc.pid, signal.SIGKILL if again else signum)
+
     with open(sweep_dir / "sweep.log", "a", encoding="utf-8") as logf:
-        # same process group: Ctrl-C or a kill of the group reaches the members too
-        proc = subprocess.Popen(hydra_command(overrides, sweep_dir, launcher, jobs), env=env, stdout=logf, stderr=subprocess.STDOUT)
+        # the child leads its own process group (a terminal's Ctrl-C reaches only us; we forward it
+        # to the whole group) and dies with us if we are killed outright (Linux: PR_SET_PDEATHSIG)
+        proc = subprocess.Popen(hydra_command(overrides, sweep_dir, launcher, jobs), env=env, stdout=logf,
+                                stderr=subprocess.STDOUT, preexec_fn=_child_setup)
+        old = _install(forward)
         try:
             while proc.poll() is None:
                 if on_poll:
                     on_poll(write_index(sweep_dir))
+                if received and time.monotonic() - received[0][1] > grace:
+                    _signal_group(proc.pid, signal.SIGKILL)
                 time.sleep(poll_s)
-        except KeyboardInterrupt:
+        except BaseException:
+            _signal_group(proc.pid, signal.SIGTERM)
             proc.wait()
-            write_index(sweep_dir)
             raise
+        finally:
+            _restore(old)
+            _signal_group(proc.pid, signal.SIGKILL, only_stragglers=True)
+    if received:
+        write_index(sweep_dir)
+        from rankexp.tracking.lifecycle import Interrupted
+
+        raise Interrupted(received[0][0], f"sweep stopped; members so far are in {sweep_dir / 'sweep.json'}")
     index = write_index(sweep_dir)
     if on_poll:
         on_poll(index)

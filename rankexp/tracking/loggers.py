@@ -36,6 +36,49 @@ def logged_in() -> bool:
         return False
 
 
+_ACTIVE: list = []  # W&B loggers started in this process and not finished yet (see finish_all)
+
+
+def base_url() -> str:
+    return os.environ.get("WANDB_BASE_URL") or "https://api.wandb.ai"
+
+
+def unreachable(url: str | None = None, timeout: float | None = None) -> str | None:
+    """Why the W&B server cannot be reached (a TCP connect to its host within ``timeout`` seconds,
+    ``RANKEXP_WANDB_PROBE_S``, 3 by default), or None when it can. Behind a proxy
+    (``HTTPS_PROXY``/``HTTP_PROXY``) the probe is skipped: W&B's own init timeout applies."""
+    import socket
+    from urllib.parse import urlparse
+
+    url = url or base_url()
+    if any(os.environ.get(v) for v in ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY")):
+        return None
+    u = urlparse(url)
+    host = u.hostname
+    if not host:
+        return f"bad WANDB_BASE_URL {url!r}"
+    port = u.port or (443 if u.scheme == "https" else 80)
+    timeout = float(os.environ.get("RANKEXP_WANDB_PROBE_S", "3")) if timeout is None else timeout
+    try:
+        with socket.create_connection((host, port), timeout=timeout):
+            return None
+    except OSError as e:
+        return f"{type(e).__name__}: {e.strerror or e}" if not isinstance(e, socket.timeout) else f"no answer in {timeout:g} s"
+
+
+def _leftover_run() -> None:
+    """A W&B run of an earlier attempt in this process that was never finished would swallow the
+    next one (``WandbLogger`` attaches to ``wandb.run``): finish it first."""
+    finish_all(1)
+    try:
+        import wandb
+
+        if wandb.run is not None:
+            wandb.run.finish(exit_code=1)
+    except Exception:  # pragma: no cover
+        pass
+
+
 def build_logger(cfg: Mapping[str, Any], run_id: str, rundir: Path, output_dir: Path, config: dict, tags: list[str]):
     kind = (cfg or {}).get("kind", "none")
     if kind == "none":
@@ -45,24 +88,54 @@ def build_logger(cfg: Mapping[str, Any], run_id: str, rundir: Path, output_dir: 
 
         return CSVLogger(save_dir=str(rundir), name="csv", version="")
     if kind == "wandb":
-        try:
-            from pytorch_lightning.loggers import WandbLogger
+        from rankexp.tracking.lifecycle import notice
 
-            mode = wandb_mode(cfg.get("mode"))
-            output_dir.mkdir(parents=True, exist_ok=True)
-            logger = WandbLogger(
-                project=cfg.get("project") or "rankexp", entity=cfg.get("entity"), group=cfg.get("group"),
-                job_type=cfg.get("job_type"), tags=list(cfg.get("tags") or []) + tags, name=run_id, id=run_id,
-                save_dir=str(output_dir), mode=mode, config=config, resume="allow",
-            )
-            _ = logger.experiment  # start now so a failure shows here, not mid-training
-            log.info("W&B run %s (%s mode)", run_id, mode)
-            return logger
+        mode = wandb_mode(cfg.get("mode"))
+        sync_hint = f"push it later with `rankexp wandb sync {run_id}`"
+        if mode == "online":
+            why = unreachable()
+            if why:
+                mode = "offline"
+                notice(f"W&B server {base_url()} unreachable ({why}); logging offline to {output_dir / 'wandb'}: {sync_hint}")
+        _leftover_run()
+        try:
+            logger = _wandb_logger(cfg, mode, run_id, output_dir, config, tags)
         except Exception as e:
-            warnings.warn(f"W&B unavailable ({type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}); "
-                          "results stay in the run directory", stacklevel=2)
-            return False
+            first = f"{type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
+            if mode != "online":
+                notice(f"W&B unavailable ({first}); results stay in the run directory")
+                return False
+            _leftover_run()
+            try:  # online init failed (timeout, auth): keep an offline copy rather than nothing
+                logger = _wandb_logger(cfg, "offline", run_id, output_dir, config, tags)
+                notice(f"W&B online init failed ({first}); logging offline to {output_dir / 'wandb'}: {sync_hint}")
+            except Exception as e2:
+                notice(f"W&B unavailable ({first}; offline: {type(e2).__name__}); results stay in the run directory")
+                return False
+        return logger
     raise ValueError(f"logger.kind must be wandb, csv or none, got {kind!r}")
+
+
+def _wandb_logger(cfg: Mapping[str, Any], mode: str, run_id: str, output_dir: Path, config: dict, tags: list[str]):
+    import wandb
+    from pytorch_lightning.loggers import WandbLogger
+
+    output_dir.mkdir(parents=True, exist_ok=True)
+    # W&B waits 90 s for an unresponsive server by default; RANKEXP_WANDB_INIT_TIMEOUT (20 s) bounds it
+    settings = wandb.Settings(init_timeout=float(os.environ.get("RANKEXP_WANDB_INIT_TIMEOUT", "20")))
+    logger = WandbLogger(
+        project=cfg.get("project") or "rankexp", entity=cfg.get("entity"), group=cfg.get("group"),
+        job_type=cfg.get("job_type"), tags=list(cfg.get("tags") or []) + tags, name=run_id, id=run_id,
+        save_dir=str(output_dir), mode=mode, config=config, resume="allow", settings=settings,
+    )
+    _ACTIVE.append(logger)
+    try:
+        _ = logger.experiment  # start now so a failure shows here, not mid-training
+    except BaseException:
+        _ACTIVE.remove(logger)
+        raise
+    log.info("W&B run %s (%s mode)", run_id, mode)
+    return logger
 
 
 def log_final(logger, metrics: Mapping[str, Any], perquery: Mapping[str, Mapping[str, Mapping[str, float]]]) -> None:
@@ -81,12 +154,24 @@ def log_final(logger, metrics: Mapping[str, Any], perquery: Mapping[str, Mapping
         warnings.warn(f"W&B logging failed ({type(e).__name__}); results stay in the run directory", stacklevel=2)
 
 
-def finish(logger, failed: bool = False) -> None:
+def finish(logger, failed: bool = False, exit_code: int | None = None) -> None:
+    """Finish one W&B run (``exit_code`` non-zero marks it failed); never raise."""
     if logger and type(logger).__name__ == "WandbLogger":
+        if logger in _ACTIVE:
+            _ACTIVE.remove(logger)
         try:
-            logger.experiment.finish(exit_code=1 if failed else 0)
+            code = exit_code if exit_code is not None else (1 if failed else 0)
+            run = logger._experiment if getattr(logger, "_experiment", None) is not None else logger.experiment
+            run.finish(exit_code=code)
         except Exception:  # pragma: no cover
             pass
+
+
+def finish_all(exit_code: int = 0) -> None:
+    """Finish every W&B run started in this process (success: 0; failure or interrupt: non-zero),
+    so the next run (a sweep member in the same process) never logs into it."""
+    while _ACTIVE:
+        finish(_ACTIVE[-1], exit_code=exit_code)
 
 
 def offline_runs(run_ids: list[str], output_dir: Path) -> list[Path]:

@@ -220,7 +220,7 @@ def resolve(args: Sequence[str], output_dir: str | Path | None = None, warn: boo
         seen.add(key)
         rd = RunDir(path)
         if not rd.is_complete():
-            excluded.append((rd.run_id, rd.status() or "no status"))
+            excluded.append((rd.run_id, rd.describe() if rd.status() else "no status"))
             continue
         runs.append(load_run(path, sweep))
     selection = Selection(runs=runs, sweeps=sweeps, excluded=excluded)

@@ -14,11 +14,16 @@ from typing import Any, Iterator, TextIO
 def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None = "utf-8") -> Iterator[TextIO]:
     """Open a temp file beside ``path``; on success fsync and rename it over ``path``.
 
-    If the body raises, the temp file is removed and ``path`` is left untouched.
+    If the body raises, the temp file is removed and ``path`` is left untouched. A full disk
+    (ENOSPC/EDQUOT) raises ``DiskFullError`` naming ``path``.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as e:
+        _raise_disk_full(e, path)
+        raise
     binary = "b" in mode
     try:
         with os.fdopen(fd, mode, encoding=None if binary else encoding) as fh:
@@ -27,12 +32,23 @@ def atomic_open(path: str | os.PathLike, mode: str = "w", encoding: str | None =
             os.fsync(fh.fileno())
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp creates 0600; results are ordinary files
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as e:
         try:
             os.unlink(tmp)
         except FileNotFoundError:
             pass
+        if isinstance(e, OSError):
+            _raise_disk_full(e, path)
         raise
+
+
+def _raise_disk_full(e: OSError, path: Path) -> None:
+    import errno
+
+    if e.errno in (errno.ENOSPC, getattr(errno, "EDQUOT", errno.ENOSPC)):
+        from rankexp.tracking.lifecycle import disk_full_error
+
+        raise disk_full_error(e, path) from e
 
 
 def _umask() -> int:
