@@ -216,6 +216,8 @@ class RunLock:
         return f"run {self.run_dir.name} is being trained by {who}; wait for it (--wait) or use another seed"
 
     def _try(self) -> bool:
+        if str(self.path) in _HELD:  # POSIX locks do not exclude the process that holds them
+            return False
         self.run_dir.mkdir(parents=True, exist_ok=True)
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o666)
         try:
