@@ -19,7 +19,7 @@ def run_cli(args):
 def assert_one_line_error(result, output, match):
     assert result.exit_code != 0, output
     assert "Traceback" not in output
-    lines = [l for l in output.splitlines() if l.startswith("error:")]
+    lines = [l for l in output.splitlines() if l.startswith(("error:", "config error:"))]
     assert len(lines) == 1, output
     assert match in lines[0], lines[0]
 
@@ -57,7 +57,8 @@ def test_bad_local_files(vaswani_slice, tmp_path, name, content, match):
     (["data=nosuch"], "unknown option data=nosuch (available: cranfield"),
     (["trainer.nosuchkey=1"], "Could not override 'trainer.nosuchkey'"),
     (["seed=1,2"], "is a sweep"),
-    (["loss.temperature=0"], "temperature must be > 0"),
+    (["loss.temperature=0"], "config error: loss.temperature must be a number > 0, got 0"),
+    (["eval.rerank_k=-5"], "config error: eval.rerank_k must be a positive integer, got -5"),
     (["eval.measures=[nDGC@10]"], "unknown measure 'nDGC@10'"),
 ])
 def test_bad_config(vaswani_slice, tmp_path, extra, match):
@@ -102,3 +103,42 @@ def test_eval_errors(vaswani_slice, tmp_path):
     assert_one_line_error(result, output, "run file not found")
     result, output = run_cli(["eval", str(run), "--qrels", "no-such/irds-id"])
     assert_one_line_error(result, output, "not a file, a directory or a known ir_datasets id")
+
+
+# ---------------------------------------------------------------- user text printed literally
+def test_line_number_is_not_an_emoji(vaswani_slice, tmp_path):
+    """``corpus.jsonl:100: ...`` must not become ``corpus.jsonl💯 ...`` (rich emoji codes)."""
+    data = tmp_path / "data"
+    shutil.copytree(vaswani_slice, data)
+    lines = (data / "corpus.jsonl").read_text().splitlines()[:99]
+    (data / "corpus.jsonl").write_text("\n".join(lines) + "\n{bad json\n")
+    result, output = run_cli(["train", *fast_overrides(data, tmp_path / "out")])
+    assert_one_line_error(result, output, "corpus.jsonl:100: not valid JSON")
+    assert "\U0001f4af" not in output
+
+
+def test_markup_in_a_path_prints_literally(vaswani_slice, tmp_path):
+    """A path with ``[bold]`` (or ``[/]``) in it is printed as written, not as rich markup."""
+    run = tmp_path / "[bold]runs[/]" / "r:100:.trec"
+    result, output = run_cli(["eval", str(run), "--qrels", str(vaswani_slice / "qrels.txt")])
+    assert_one_line_error(result, output, f"run file not found: {run}")
+
+
+def test_markup_in_a_data_path_prints_literally(tmp_path):
+    missing = tmp_path / "[bold]x[/bold]:100:"
+    result, output = run_cli(["train", "data=local", f"data.path='{missing}'", "model=tiny", "logger=none",
+                              f"paths.output_dir={tmp_path / 'out'}"])
+    assert_one_line_error(result, output, f"data.path is not a directory: {missing}")
+
+
+def test_error_and_warning_printers_are_literal(capsys):
+    import logging
+
+    from rankexp.cli._common import print_error, show_warnings
+
+    print_error("corpus.jsonl:100: bad [bold]x[/] :smile:")
+    show_warnings()
+    logging.getLogger("rankexp.test").warning("ids [red]a[/] :100:")
+    err = capsys.readouterr().err
+    assert "error: corpus.jsonl:100: bad [bold]x[/] :smile:" in err
+    assert "warning: ids [red]a[/] :100:" in err
