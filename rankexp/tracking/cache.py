@@ -86,6 +86,9 @@ CONTENT_NEUTRAL: dict[str, dict[str, str]] = {
         "retriever.device": "taken from the run; the same embeddings up to float rounding",
         "retriever.use_faiss": "mining searches the index with torch",
         "retriever.shared": "the key holds the weights of each side",
+        "encoder.temperature": "(retriever null: the run's bi-encoder mines) a training setting",
+        "encoder.in_batch": "(retriever null) a training setting",
+        "encoder.shared": "(retriever null) the key holds the weights of each side",
     },
 }
 

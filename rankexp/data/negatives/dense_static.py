@@ -28,7 +28,7 @@ class DenseStaticNegatives(MinedNegatives):
     def _retriever(self, ctx):
         from rankexp.retrieval.dense import DenseRetriever
 
-        r = DenseRetriever(k=self.depth, **(self.retriever_cfg or {}))
+        r = DenseRetriever(**{**(self.retriever_cfg or {}), "k": self.depth})  # mining depth is the sampler's
         if self.retriever_cfg is None and ctx is not None and getattr(ctx.encoder, "kind", None) == "bi":
             r._encoder = ctx.encoder  # the run's model before training
         if ctx is not None:
