@@ -1,15 +1,67 @@
-"""Evaluation equals trec_eval semantics: hand-computed values and ir_measures/pytrec_eval on a real run."""
+"""Evaluation equals trec_eval semantics: hand-computed values, an independent brute-force
+implementation of each measure on adversarial inputs, and ir_measures/pytrec_eval on a real run."""
 
 from __future__ import annotations
 
 import math
+import random
+import struct
 
 import ir_measures
 import pytest
 
 from rankexp.errors import ConfigError, DataError
-from rankexp.eval.measures import evaluate, parse_measures
+from rankexp.eval.measures import evaluate, parse_measures, provider_name
 from rankexp.eval.trec_io import read_run, write_run
+
+
+# --- an independent oracle: trec_eval's definitions, written from its documentation ------------
+
+
+def _f32(x: float) -> float:
+    """Round to single precision (trec_eval's TEXT_RESULTS.sim is a C float)."""
+    return struct.unpack("f", struct.pack("f", x))[0]
+
+
+def _trec_order(docs: dict[str, float]) -> list[str]:
+    """trec_eval's comp_sim_docno: float32 score descending, then doc id descending."""
+    return [d for d, _ in sorted(docs.items(), key=lambda kv: (_f32(kv[1]), kv[0]), reverse=True)]
+
+
+def _brute(measure: str, ranking: list[str], judged: dict[str, int]) -> float:
+    """P@k, R@k, RR[@k], AP[@k], nDCG[@k], with an optional (rel=r), from their definitions."""
+    name, _, cut = measure.partition("@")
+    level = 1
+    if "(rel=" in name:
+        name, r = name.split("(rel=")
+        level = int(r.rstrip(")"))
+    k = int(cut) if cut else None
+    top = ranking[:k] if k else ranking
+    hit = [judged.get(d, 0) >= level for d in top]
+    num_rel = sum(g >= level for g in judged.values())
+    if name == "P":
+        return sum(hit) / k
+    if name == "R":
+        return sum(hit) / num_rel if num_rel else 0.0
+    if name == "RR":
+        return next((1 / i for i, h in enumerate(hit, 1) if h), 0.0)
+    if name == "AP":
+        found, total = 0, 0.0
+        for i, h in enumerate(hit, 1):
+            if h:
+                found += 1
+                total += found / i
+        return total / num_rel if num_rel else 0.0
+    if name == "nDCG":  # gain = grade for grades > 0, log2(rank + 1) discount, ideal over all judgments
+        dcg = sum(max(judged.get(d, 0), 0) / math.log2(i + 1) for i, d in enumerate(top, 1))
+        ideal = sorted((max(g, 0) for g in judged.values()), reverse=True)[:k] if k else sorted((max(g, 0) for g in judged.values()), reverse=True)
+        idcg = sum(g / math.log2(i + 1) for i, g in enumerate(ideal, 1))
+        return dcg / idcg if idcg else 0.0
+    raise ValueError(measure)
+
+
+ADVERSARIAL_MEASURES = ("P@1 P@3 P@5 R@2 R@5 RR RR@1 RR@2 RR@3 AP AP@2 AP@4 nDCG nDCG@1 nDCG@3 nDCG@5 "
+                        "P(rel=2)@3 R(rel=2)@3 RR(rel=2) RR(rel=2)@3").split()
 
 QRELS = {"q1": {"d1": 1, "d3": 2, "d9": 0}, "q2": {"d2": 1}}
 RUN = {
@@ -33,14 +85,34 @@ def test_hand_computed_measures():
         assert ev.perquery[m]["q1"] == pytest.approx(q1[m], abs=1e-9), m
         assert ev.perquery[m]["q2"] == pytest.approx(q2[m], abs=1e-9), m
         assert ev.aggregate[m] == pytest.approx((q1[m] + q2[m]) / 2, abs=1e-9), m
-    assert ev.provider == "pytrec_eval"
+    assert ev.provider == "pytrec_eval+rankexp(RR@k)"  # RR@10 is computed by rankexp
+
+
+def test_rr_cutoff_is_trec_eval_minus_M():
+    # The issue's minimal case: x1 at rank 1, the relevant d1 at rank 2. trec_eval -M 1: 0.
+    qrels, run = {"q1": {"d1": 1}}, {"q1": {"x1": 2.0, "d1": 1.0}}
+    assert evaluate(run, qrels, "RR@1").perquery["RR@1"]["q1"] == 0.0
+    assert evaluate(run, qrels, "RR@2").perquery["RR@2"]["q1"] == 0.5
+    # asked together, RR and RR@k must not collide (the pytrec_eval provider maps both to recip_rank)
+    both = evaluate(run, qrels, "RR@1 RR RR@2")
+    assert both.perquery == {"RR@1": {"q1": 0.0}, "RR": {"q1": 0.5}, "RR@2": {"q1": 0.5}}
+    assert both.provider == "pytrec_eval+rankexp(RR@k)"
+    assert evaluate(run, qrels, "RR AP").provider == "pytrec_eval"
+    # the relevance level applies inside the cutoff: rel=2 needs grade >= 2
+    graded = {"q1": {"x1": 1, "d1": 2}}
+    assert evaluate(run, graded, "RR@1").perquery["RR@1"]["q1"] == 1.0
+    assert evaluate(run, graded, "RR(rel=2)@1").perquery["RR(rel=2)@1"]["q1"] == 0.0
+    assert evaluate(run, graded, "RR(rel=2)@2").perquery["RR(rel=2)@2"]["q1"] == 0.5
 
 
 def test_rr_cutoff_and_complete_semantics():
     run = {"q1": {f"x{i}": 100.0 - i for i in range(10)} | {"d1": 0.5}}  # first relevant at rank 11
-    ev = evaluate(run, QRELS, ["RR@10", "RR"])
+    # RR@10 and RR together: these used to collide (RR@10 got a value by accident); each is now separate
+    ev = evaluate(run, QRELS, ["RR@10", "RR", "RR@11"])
     assert ev.perquery["RR@10"]["q1"] == 0.0
     assert ev.perquery["RR"]["q1"] == pytest.approx(1 / 11)
+    assert ev.perquery["RR@11"]["q1"] == pytest.approx(1 / 11)
+    assert evaluate(run, QRELS, ["RR@10"]).perquery["RR@10"]["q1"] == 0.0  # alone: the same
     assert ev.num_queries == 1 and ev.missing_in_run == 1  # q2 absent: ignored, as trec_eval without -c
     full = evaluate(run, QRELS, ["RR"], complete=True)
     assert full.num_queries == 2 and full.perquery["RR"]["q2"] == 0.0
@@ -80,14 +152,77 @@ def test_equals_ir_measures_on_real_vaswani_run(tmp_path):
 
     coll = load_local(DATA / "vaswani")
     run = BM25().retrieve(coll, Cache(tmp_path))
-    measures = parse_measures("nDCG@10 RR@10 AP R@100 P@10")
+    measures = parse_measures("nDCG@10 RR@10 RR AP R@100 P@10")
     ours = evaluate(run, coll.qrels, measures)
-    ref = ir_measures.pytrec_eval.calc_aggregate(measures, coll.qrels, run)
-    for m in measures:
+    provided = [m for m in measures if str(m) != "RR@10"]  # the provider has no RR@k
+    ref = ir_measures.pytrec_eval.calc_aggregate(provided, coll.qrels, run)
+    for m in provided:
         assert ours.aggregate[str(m)] == pytest.approx(ref[m], abs=1e-12)
+    # RR@10 against the brute force, query by query (and it differs from full-depth RR somewhere)
+    for q, value in ours.perquery["RR@10"].items():
+        assert value == pytest.approx(_brute("RR@10", _trec_order(run[q]), coll.qrels[q]), abs=1e-12)
+    assert ours.aggregate["RR@10"] < ours.aggregate["RR"]
     # and the reference number in shared/data/vaswani/README.md for this BM25 setup (MAP 0.2891)
     assert ours.aggregate["AP"] == pytest.approx(0.2891, abs=6e-5)
     assert ours.aggregate["nDCG@10"] == pytest.approx(0.4449, abs=6e-5)
+
+
+def test_every_measure_equals_brute_force_on_adversarial_runs():
+    """Ties and near-ties below float32 precision, tiny and negative scores, unicode and 'd9'/'d10'
+    doc ids, grades -1/0/1/2/3, queries missing from the run or the qrels, judged docs missing
+    from the run, unjudged retrieved docs, queries whose judgments are all negative."""
+    rng = random.Random(7)
+    near = [1.0, 1.0 + 1e-12, 1.0 - 1e-9, 0.5, 0.5 + 1e-8, 2.0, 0.0, -1.0, 3e-45, -3e-45]
+    checked = 0
+    for _ in range(60):
+        docs = [f"d{i}" for i in range(rng.randint(1, 12))] + ["é", "Z", "a"]
+        qrels, run = {}, {}
+        for q in ("q1", "q2", "q3", "q10"):
+            qrels[q] = {d: rng.choice([-1, 0, 0, 1, 2, 3]) for d in rng.sample(docs, rng.randint(1, len(docs)))}
+            if rng.random() < 0.85:
+                run[q] = {d: rng.choice(near) for d in rng.sample(docs, rng.randint(1, len(docs)))}
+        qrels["q4"] = {"d1": -1}  # all grades negative (trec_eval leaves its level count undefined)
+        run["q4"] = {"d1": 1.0, "d2": 0.5}
+        run["q99"] = {"d1": 1.0}  # not judged: ignored
+        ev = evaluate(run, qrels, ADVERSARIAL_MEASURES)
+        for m in ADVERSARIAL_MEASURES:
+            assert set(ev.perquery[m]) == set(run) & set(qrels), m
+            for q in ev.perquery[m]:
+                expected = _brute(m, _trec_order(run[q]), qrels[q])
+                assert ev.perquery[m][q] == pytest.approx(expected, abs=1e-12), (m, q, run[q], qrels[q])
+                checked += 1
+    assert checked > 5000
+
+
+def test_scores_below_float32_precision_are_ties_in_writing_and_evaluating(tmp_path):
+    # a = 1 + 1e-12 and b = 1.0 are the same float32, so trec_eval ties them and puts "b" first.
+    # Sorting in float64 would write a first; the written and the evaluated order must agree.
+    run = {"q": {"a": 1.0 + 1e-12, "b": 1.0}}
+    qrels = {"q": {"a": 1}}
+    path = tmp_path / "run.trec"
+    write_run(path, run)
+    lines = path.read_text().splitlines()
+    assert [line.split()[2] for line in lines] == ["b", "a"]
+    scores = [struct.unpack("f", struct.pack("f", float(line.split()[4])))[0] for line in lines]
+    assert scores[0] > scores[1], "written scores must be strictly decreasing in float32"
+    in_memory = evaluate(run, qrels, "RR AP RR@1 nDCG@10")
+    from_file = evaluate(read_run(path), qrels, "RR AP RR@1 nDCG@10")
+    assert in_memory.perquery == from_file.perquery
+    assert in_memory.perquery["RR"]["q"] == 0.5 and in_memory.perquery["RR@1"]["q"] == 0.0
+    # pytrec_eval itself: the same tie (it holds scores as C floats)
+    import pytrec_eval
+
+    assert pytrec_eval.RelevanceEvaluator(qrels, {"recip_rank"}).evaluate(run)["q"]["recip_rank"] == 0.5
+    # a difference float32 keeps is kept: a above b
+    assert evaluate({"q": {"a": 1.0 + 2e-7, "b": 1.0}}, qrels, "RR").perquery["RR"]["q"] == 1.0
+
+
+def test_unsupported_measures_are_one_line_errors():
+    for name in ("ERR@10", "Judged@10", "nDCG(dcg='exp-log2')@10"):
+        with pytest.raises(ConfigError, match="not supported with trec_eval semantics"):
+            parse_measures(name)
+    assert [str(m) for m in parse_measures("AP MAP nDCG@10 RR@10 RR@10")] == ["AP", "nDCG@10", "RR@10"]
+    assert provider_name(parse_measures("AP")) == "pytrec_eval"
 
 
 def test_unknown_measure_is_a_clear_error():
