@@ -45,6 +45,15 @@ def test_dry_run_ids_are_stable_and_match_runs(vaswani_slice, tmp_path):
     assert not (tmp_path / "runs").exists(), "a dry run runs nothing"
 
 
+def wait_dead(rd, timeout: float = 30) -> bool:
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if rd.state() == "dead":
+            return True
+        time.sleep(0.1)
+    return False
+
+
 def test_killed_member_resumes_and_complete_ones_are_skipped(vaswani_slice, tmp_path):
     out = tmp_path / "out"
     base = fast_overrides(vaswani_slice, out, **{"trainer.max_steps": 24, "train.val_every_n_steps": 4})
@@ -61,7 +70,10 @@ def test_killed_member_resumes_and_complete_ones_are_skipped(vaswani_slice, tmp_
     assert killed_dir is not None, "no checkpoint appeared"
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
-    assert (killed_dir / "status").read_text().strip() == "running"
+    from rankexp.tracking.rundir import RunDir
+
+    assert (killed_dir / "status").read_text().strip().startswith("running (pid ")
+    assert wait_dead(RunDir(killed_dir)), "the killed member (its Hydra child went with the sweep) reads as dead"
     assert not (killed_dir / "metrics.json").exists()
 
     again = run(args)

@@ -200,6 +200,14 @@ def _signal_group(pgid: int, signum: int, only_stragglers: bool = False) -> None
         pass
 
 
+def _group_alive(pgid: int) -> bool:
+    try:
+        os.killpg(pgid, 0)
+        return True
+    except (ProcessLookupError, PermissionError):
+        return False
+
+
 def _install(handler) -> dict:
     import threading
 
@@ -337,6 +345,9 @@ def launch(overrides: list[str], name: str | None = None, output_dir: Path | Non
             raise
         finally:
             _restore(old)
+            if received:  # members in worker processes (joblib) may still be saving: give them the grace period
+                while _group_alive(proc.pid) and time.monotonic() - received[0][1] < grace:
+                    time.sleep(0.2)
             _signal_group(proc.pid, signal.SIGKILL, only_stragglers=True)
     if received:
         write_index(sweep_dir)
