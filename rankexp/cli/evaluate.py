@@ -8,7 +8,7 @@ from typing import List, Optional
 import typer
 from rich.table import Table
 
-from rankexp.cli._common import Debug, console, handled, quiet_libraries
+from rankexp.cli._common import Debug, console, err_console, handled, quiet_libraries
 
 
 def register(app: typer.Typer) -> None:
@@ -20,23 +20,35 @@ def register(app: typer.Typer) -> None:
         complete: bool = typer.Option(False, "--complete", "-c", help="Count judged queries missing from the run as 0 (trec_eval -c)."),
         per_query: bool = typer.Option(False, "--per-query", help="Also print per-query values."),
         fmt: str = typer.Option("table", "--format", "-f", help="table | json | tsv"),
+        lenient: bool = typer.Option(False, "--lenient", help="Accept duplicate (query, document) lines in runs and qrels, keeping the first occurrence, with one warning per file (trec_eval refuses them)."),
         debug: Debug = False,
     ) -> None:
         """Evaluate runs with ir_measures pinned to pytrec_eval (identical to trec_eval).
+
+        Runs and qrels are read as strictly as trec_eval reads them: a duplicate (query, document)
+        line is an error naming both lines unless [bold]--lenient[/]. RR@k is trec_eval's recip_rank
+        with -M k (computed by rankexp: the provider has no RR@k).
 
         Example: [bold]rankexp eval outputs/runs/<id>/run.trec --qrels vaswani --measures "nDCG@10 RR@10 AP R@100"[/]
         """
         with handled(debug):
             quiet_libraries()
+            from rich.text import Text
+
             from rankexp import api
             from rankexp.errors import ConfigError
+            from rankexp.eval.trec_io import reading
 
             if fmt not in ("table", "json", "tsv"):
                 raise ConfigError(f"--format must be table, json or tsv, got {fmt!r}")
+            def warn(message: str) -> None:  # a Text: file:line:col must not become rich markup or an emoji
+                err_console.print(Text("warning: ", style="yellow") + Text(message), soft_wrap=True)
+
             results = {}
-            for run in runs:
-                ev, n_run = api.evaluate_run(run, qrels, measures, complete=complete)
-                results[run] = (ev, n_run)
+            with reading(lenient=lenient, warn=warn):
+                for run in runs:
+                    ev, n_run = api.evaluate_run(run, qrels, measures, complete=complete)
+                    results[run] = (ev, n_run)
             if fmt == "json":
                 console.print_json(json.dumps({r: {"provider": ev.provider, "queries": ev.num_queries, "missing_in_run": ev.missing_in_run,
                                                    "aggregate": ev.aggregate, **({"perquery": ev.perquery} if per_query else {})}
