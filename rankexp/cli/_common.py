@@ -72,7 +72,7 @@ class ConsoleWarnings(logging.Handler):
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
-            line = Text.assemble(("warning:", "yellow"), " ", self.format(record))
+            line = Text.assemble(("warning:", "yellow"), " ", " ".join(record.getMessage().splitlines()))
             err_console.print(line, highlight=False, soft_wrap=True)
         except Exception:  # pragma: no cover - never let a warning break a run
             self.handleError(record)
@@ -82,11 +82,7 @@ def show_warnings() -> None:
     """Route ``rankexp.*`` log warnings to the console (once per process)."""
     root = logging.getLogger("rankexp")
     if not any(isinstance(h, ConsoleWarnings) for h in root.handlers):
-        handler = ConsoleWarnings(logging.WARNING)
-        handler.setFormatter(logging.Formatter("%(message)s"))
-        root.addHandler(handler)
-    if root.level == logging.NOTSET or root.level > logging.WARNING:
-        root.setLevel(logging.WARNING)
+        root.addHandler(ConsoleWarnings(logging.WARNING))
 
 
 @contextmanager
