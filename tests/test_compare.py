@@ -249,7 +249,9 @@ def test_runs_mode_per_query_correlation(fx):
     table = runner.invoke(app, ["compare", "--runs", str(a), str(b)], env={"COLUMNS": "160"})
     assert table.exit_code == 0 and "mean" in table.stdout and "τ_ap" in table.stdout
     csv_rows = list(csv.DictReader(io.StringIO(runner.invoke(app, ["compare", "--runs", str(a), str(b), "-f", "csv"]).stdout)))
-    assert csv_rows[-1]["query_id"] == "mean" and len(csv_rows) == len(expected) + 1
+    assert csv_rows[-2]["query_id"] == "mean" and len(csv_rows) == len(expected) + 2
+    assert csv_rows[-1]["query_id"] == "queries"  # how many queries each mean is over
+    assert int(csv_rows[-1]["rbo"]) == data["queries"]["rbo"] == len(expected)
     missing = runner.invoke(app, ["compare", "--runs", str(a), "/nonexistent.trec"])
     assert missing.exit_code != 0 and "run file not found" in missing.stderr
 

@@ -254,7 +254,7 @@ def test_run_correlation_per_query():
     run_b = {
         # estimate C, A, E, B, D (see the tau_ap hand-worked example) plus an extra doc F
         "q1": {"C": 0.9, "A": 0.8, "F": 0.75, "E": 0.7, "B": 0.6, "D": 0.5},
-        # tie at 1.0: trec_eval order is doc id descending, so y before x
+        # a tie at 1.0: for tau it stays a tie
         "q2": {"x": 1.0, "y": 1.0},
         "q4": {"w": 1.0},
         "q5": {},  # no documents: treated as absent
@@ -265,9 +265,15 @@ def test_run_correlation_per_query():
     assert result.only_in_b == ("q4",)
 
     q1 = result["q1"]
-    assert q1["n_common"] == 5
-    assert q1["kendall_tau"] == pytest.approx(0.2)
-    assert q1["tau_ap"] == pytest.approx(1 / 24)
+    assert q1["n_common"] == 5 and q1["n_docs"] == 6
+    # F is missing from A: it goes below all of A's documents (alone, so no tie). Over the union
+    # the reference is A B C D E F and the estimate C A F E B D; the reference ranks in estimate
+    # order are 3 1 6 5 2 4: discordant pairs (3,1) (3,2) (6,5) (6,2) (6,4) (5,2) (5,4) = 7 of 15,
+    # concordant 8 → tau = (8 - 7) / 15.
+    assert q1["kendall_tau"] == pytest.approx(1 / 15)
+    # tau_ap, walking the estimate: A: 0/1; F: C, A above → 2/2; E: C, A → 2/3; B: A → 1/4;
+    # D: C, A, B → 3/5. Sum 151/60; tau_ap = 2/5 · 151/60 - 1 = 1/150.
+    assert q1["tau_ap"] == pytest.approx(1 / 150)
     # RBO over the full lists A B C D E vs C A F E B D (p = 0.5):
     #   X_1 = 0, X_2 = |{A,B} ∩ {C,A}| = 1, X_3 = |{A,B,C} ∩ {C,A,F}| = 2,
     #   X_4 = |{A,B,C,D} ∩ {C,A,F,E}| = 2, X_5 = |{A..E} ∩ {C,A,F,E,B}| = 4,
@@ -283,22 +289,107 @@ def test_run_correlation_per_query():
     assert q1["rbo"] == pytest.approx(expected)
 
     q2 = result["q2"]
-    # run_a: x, y; run_b in trec_eval order: y, x → one discordant pair.
-    assert q2["kendall_tau"] == pytest.approx(-1.0)
-    assert q2["tau_ap"] == pytest.approx(-1.0)
-    # x y vs y x, p = 0.5: X_1 = 0, X_2 = 2. Eq. 30: 1 · (0 · 1/2 + 1 · 1/4) + 1 · 1/4 = 0.5
+    # run_b ties x and y: tau-b is undefined (one ranking ties everything), said so
+    assert math.isnan(q2["kendall_tau"])
+    assert result.undefined["q2"] == {"kendall_tau": "one ranking ties all documents (tau-b undefined)"}
+    # tau_ap: the expectation over the two orders of the tie: x, y → +1; y, x → -1 → 0
+    assert q2["tau_ap"] == pytest.approx(0.0)
+    # RBO has no ties: the lists in trec_eval order, x y vs y x ("y" > "x"), p = 0.5:
+    # X_1 = 0, X_2 = 2. Eq. 30: 1 · (0 · 1/2 + 1 · 1/4) + 1 · 1/4 = 0.5
     assert q2["rbo"] == pytest.approx(0.5)
 
+    summary = result.summary()
+    assert summary["kendall_tau"] == {"mean": pytest.approx(1 / 15), "queries": 1,
+                                      "dropped": {"one ranking ties all documents (tau-b undefined)": 1}}
+    assert summary["tau_ap"]["queries"] == 2 and summary["tau_ap"]["mean"] == pytest.approx(1 / 300)
+    assert summary["rbo"]["queries"] == 2 and summary["rbo"]["dropped"] == {}
 
-def test_run_correlation_depth_and_too_few_shared_docs():
+
+def test_run_correlation_depth_and_disjoint_tops():
     run_a = {"q1": {"a": 3.0, "b": 2.0, "c": 1.0}}
     run_b = {"q1": {"c": 3.0, "a": 2.0, "b": 1.0}}
     full = run_correlation(run_a, run_b)["q1"]
     assert full["n_common"] == 3
     cut = run_correlation(run_a, run_b, depth=1)["q1"]
-    # a vs c: nothing shared at depth 1
-    assert cut["n_common"] == 0
-    assert math.isnan(cut["kendall_tau"]) and math.isnan(cut["tau_ap"])
+    # top 1: a vs c. Union {a, c}; each is missing from the other's cut ranking, so it sits below:
+    # A: a > c, B: c > a → one discordant pair.
+    assert cut["n_common"] == 0 and cut["n_docs"] == 2
+    assert cut["kendall_tau"] == pytest.approx(-1.0) and cut["tau_ap"] == pytest.approx(-1.0)
     assert cut["rbo"] == 0.0
+    single = run_correlation({"q": {"a": 1.0}}, {"q": {"a": 5.0}})
+    assert math.isnan(single["q"]["kendall_tau"]) and math.isnan(single["q"]["tau_ap"])
+    assert single.summary()["tau_ap"]["dropped"] == {"fewer than 2 documents in the two rankings": 1}
     with pytest.raises(ValueError, match="depth"):
         run_correlation(run_a, run_b, depth=0)
+
+
+# --- ties: the issue's example, scipy, and missing documents -----------------------------------
+
+
+def test_three_tied_documents_against_a_strict_order():
+    # d1 above three tied documents, against the strict order d1 > d2 > d3 > d4.
+    # Pairs: (d1, d2), (d1, d3), (d1, d4) concordant, the 3 pairs among d2..d4 tied in A.
+    # tau_b = (3 - 0) / sqrt((6 - 3) · (6 - 0)) = 3 / sqrt(18) = 1/sqrt(2) = 0.7071.
+    # Breaking the ties by doc id first (what rankexp did) gives d4 d3 d2: 3 - 3 = 0.
+    a = {"q": {"d1": 2.0, "d2": 1.0, "d3": 1.0, "d4": 1.0}}
+    b = {"q": {"d1": 4.0, "d2": 3.0, "d3": 2.0, "d4": 1.0}}
+    assert kendall_tau([2, 1, 1, 1], [4, 3, 2, 1]) == pytest.approx(1 / math.sqrt(2))
+    result = run_correlation(a, b)["q"]
+    assert result["kendall_tau"] == pytest.approx(1 / math.sqrt(2))
+    # tau_ap (A the reference, tied items half credit): walking B, d2: d1 above → 1/1;
+    # d3: d1 (1) + d2 tied (1/2) → 1.5/2; d4: 1 + 1/2 + 1/2 → 2/3. 2/3 · (1 + 3/4 + 2/3) - 1 = 11/18
+    assert result["tau_ap"] == pytest.approx(11 / 18)
+    # ties are judged at the precision trec_eval compares (float32): 1 + 1e-12 ties with 1.0
+    near = {"q": {"d1": 2.0, "d2": 1.0 + 1e-12, "d3": 1.0, "d4": 1.0 - 1e-13}}
+    assert run_correlation(near, b)["q"]["kendall_tau"] == pytest.approx(1 / math.sqrt(2))
+
+
+def _tau_b_by_pairs(x, y):
+    """Kendall's 1945 tau-b from its definition, pair by pair (test oracle)."""
+    n = len(x)
+    s = n1 = n2 = 0
+    for i in range(n):
+        for j in range(i + 1, n):
+            dx, dy = np.sign(x[i] - x[j]), np.sign(y[i] - y[j])
+            s += dx * dy
+            n1 += dx == 0
+            n2 += dy == 0
+    n0 = n * (n - 1) / 2
+    return s / math.sqrt((n0 - n1) * (n0 - n2))
+
+
+def test_kendall_tau_b_against_scipy_and_definition_on_random_ties():
+    rng = np.random.default_rng(5)
+    for trial in range(200):
+        n = int(rng.integers(2, 40))
+        x = rng.integers(0, int(rng.integers(2, 6)), n).astype(float)  # few levels: many ties
+        y = rng.integers(0, int(rng.integers(2, 8)), n).astype(float)
+        ours = kendall_tau(x, y) if len(set(x)) > 1 and len(set(y)) > 1 else None
+        if ours is None:
+            assert math.isnan(kendall_tau(x, y))
+            continue
+        assert ours == pytest.approx(stats.kendalltau(x, y, variant="b").statistic, abs=1e-12)
+        assert ours == pytest.approx(_tau_b_by_pairs(x, y), abs=1e-12)
+    big = rng.integers(0, 50, 3000).astype(float)  # the blocked computation
+    other = big + rng.integers(0, 3, 3000)
+    assert kendall_tau(big, other) == pytest.approx(stats.kendalltau(big, other, variant="b").statistic, abs=1e-12)
+
+
+def test_missing_documents_are_a_bottom_tie():
+    # A ranks a > b > c; B ranks c > d > a (b missing from B, d missing from A).
+    # Union a b c d. A: a 3, b 2, c 1, d 0 (missing → below all). B: c 3, d 2, a 1, b 0.
+    a = {"q": {"a": 3.0, "b": 2.0, "c": 1.0}}
+    b = {"q": {"c": 3.0, "d": 2.0, "a": 1.0}}
+    result = run_correlation(a, b)["q"]
+    x, y = [3, 2, 1, 0], [1, 0, 3, 2]
+    assert result["kendall_tau"] == pytest.approx(stats.kendalltau(x, y).statistic)
+    # by hand: pairs (a,b) +, (a,c) -, (a,d) -, (b,c) -, (b,d) -, (c,d) + → (2 - 4) / 6
+    assert result["kendall_tau"] == pytest.approx(-1 / 3)
+    assert result["tau_ap"] == pytest.approx(tau_ap(x, y))
+    # two documents missing from the same ranking tie with each other
+    two = run_correlation({"q": {"a": 2.0, "b": 1.0}}, {"q": {"b": 2.0, "c": 1.0, "d": 0.5}})["q"]
+    # union a b c d; A: a 2, b 1, c 0, d 0; B: b 3, c 2, d 1, a 0
+    assert two["kendall_tau"] == pytest.approx(stats.kendalltau([2, 1, 0, 0], [0, 3, 2, 1]).statistic)
+    # tau_ap is the expectation over the orders of the ties (here: c, d tied in the reference)
+    perms = [(2, 1, 0.1, 0.0), (2, 1, 0.0, 0.1)]
+    assert two["tau_ap"] == pytest.approx(np.mean([_tau_ap_untied(np.array(p), np.array([0, 3, 2, 1.0])) for p in perms]))

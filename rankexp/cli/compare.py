@@ -25,7 +25,7 @@ def register(app: typer.Typer) -> None:
         alpha: float = typer.Option(0.05, "--alpha", help="Significance level for the corrected p-values."),
         fmt: str = typer.Option("table", "--format", "-f", help="table | csv | json | latex | markdown"),
         run_files: Optional[Tuple[str, str]] = typer.Option(None, "--runs", metavar="A.trec B.trec", show_default=False,
-                                                            help="Per-query Kendall tau / tau_ap / RBO between two TREC run files (A is tau_ap's reference)."),
+                                                            help="Per-query Kendall tau-b / tau_ap / RBO between two TREC run files (A is tau_ap's reference; docs/compare.md gives the tie and missing-document rules)."),
         depth: Optional[int] = typer.Option(None, "--depth", help="With --runs: cut each ranking to this depth first."),
         output_dir: Optional[str] = typer.Option(None, "--output-dir", help="Where run ids and sweep names are looked up (default: $RANKEXP_OUTPUT or outputs)."),
         debug: Debug = False,
@@ -125,19 +125,26 @@ def print_result(result, selection=None) -> None:
 
 
 def print_run_pair(rc) -> None:
-    from rankexp.eval.compare import fmt
+    from rankexp.eval.compare import fmt, run_pair_query_note
 
     table = Table(title=f"per-query rank correlation: {rc.run_a} (reference) vs {rc.run_b}"
                         + (f", top {rc.depth}" if rc.depth else ""))
-    for col in ("query", "Kendall τ", "τ_ap", f"RBO (p={rc.p:g})", "shared docs"):
+    for col in ("query", "Kendall τ-b", "τ_ap", f"RBO (p={rc.p:g})", "shared docs", "docs"):
         table.add_column(col, justify="left" if col == "query" else "right")
     for q, v in rc.per_query.items():
-        table.add_row(q, fmt(v["kendall_tau"], 3), fmt(v["tau_ap"], 3), fmt(v["rbo"], 3), str(int(v["n_common"])))
+        table.add_row(q, fmt(v["kendall_tau"], 3), fmt(v["tau_ap"], 3), fmt(v["rbo"], 3), str(int(v["n_common"])),
+                      str(int(v.get("n_docs", v["n_common"]))))
     m = rc.means
     table.add_row("[bold]mean[/]", f"[bold]{fmt(m['kendall_tau'], 3)}[/]", f"[bold]{fmt(m['tau_ap'], 3)}[/]",
-                  f"[bold]{fmt(m['rbo'], 3)}[/]", f"[bold]{fmt(m['n_common'], 1)}[/]", end_section=False)
+                  f"[bold]{fmt(m['rbo'], 3)}[/]", f"[bold]{fmt(m['n_common'], 1)}[/]", f"[bold]{fmt(m.get('n_docs'), 1)}[/]",
+                  end_section=False)
+    table.add_row("[dim]queries[/]", *[f"[dim]{rc.queries.get(k, 0)}[/]" for k in ("kendall_tau", "tau_ap", "rbo")], "", "")
     console.print(table)
-    console.print(f"{len(rc.per_query)} queries in both runs (means skip queries with fewer than 2 shared documents)", highlight=False)
+    console.print(f"{len(rc.per_query)} queries in both runs; {run_pair_query_note(rc)}", highlight=False, markup=False)
+    console.print("τ-b and τ_ap: over the union of the two rankings, equal (float32) scores tied, a document missing "
+                  "from one ranking tied below all of its documents; RBO: the two lists in trec_eval order",
+                  highlight=False, markup=False)
     for name, only in (("A", rc.only_in_a), ("B", rc.only_in_b)):
         if only:
-            console.print(f"[yellow]note:[/] {len(only)} queries only in {name}: {' '.join(only[:10])}{' ...' if len(only) > 10 else ''}", highlight=False)
+            console.print(f"note: {len(only)} queries only in {name}: {' '.join(only[:10])}{' ...' if len(only) > 10 else ''}",
+                          highlight=False, markup=False, style="yellow")

@@ -587,12 +587,14 @@ def compare(
 class RunPairCorrelation:
     run_a: str
     run_b: str
-    per_query: dict[str, dict[str, float]]  # qid -> {kendall_tau, tau_ap, rbo, n_common}
+    per_query: dict[str, dict[str, float]]  # qid -> {kendall_tau, tau_ap, rbo, n_common, n_docs}
     means: dict[str, float]
     only_in_a: list[str]
     only_in_b: list[str]
     depth: int | None
     p: float
+    queries: dict[str, int] = field(default_factory=dict)  # measure -> queries its mean is over
+    dropped: dict[str, dict[str, int]] = field(default_factory=dict)  # measure -> {reason: queries left out}
 
     def to_dict(self) -> dict[str, Any]:
         return _jsonable(asdict(self))
@@ -616,12 +618,14 @@ def correlate_run_files(a: str | Path, b: str | Path, depth: int | None = None, 
     from rankexp.data.collection import natural_sorted
 
     per_query = {q: dict(pq[q]) for q in natural_sorted(pq)}
-    means = {}
-    for k in ("kendall_tau", "tau_ap", "rbo", "n_common"):
-        vals = [v[k] for v in per_query.values() if not math.isnan(v[k])]
-        means[k] = float(np.mean(vals)) if vals else float("nan")
+    summary = pq.summary()  # each mean over the queries where it is defined, with the reasons for the others
+    means = {k: v["mean"] for k, v in summary.items()}
+    for k in ("n_common", "n_docs"):
+        means[k] = float(np.mean([v[k] for v in per_query.values()])) if per_query else float("nan")
     return RunPairCorrelation(run_a=str(a), run_b=str(b), per_query=per_query, means=means,
-                              only_in_a=list(pq.only_in_a), only_in_b=list(pq.only_in_b), depth=depth, p=p)
+                              only_in_a=list(pq.only_in_a), only_in_b=list(pq.only_in_b), depth=depth, p=p,
+                              queries={k: v["queries"] for k, v in summary.items()},
+                              dropped={k: v["dropped"] for k, v in summary.items()})
 
 
 # --------------------------------------------------------------------------------------------
@@ -816,18 +820,35 @@ def run_pair_rows(rc: RunPairCorrelation) -> list[dict[str, Any]]:
     return rows
 
 
+def run_pair_query_note(rc: RunPairCorrelation) -> str:
+    """One line: over how many queries each mean is taken, and why the others were left out."""
+    names = {"kendall_tau": "Kendall τ", "tau_ap": "τ_ap", "rbo": "RBO"}
+    parts = []
+    for k, name in names.items():
+        dropped = rc.dropped.get(k, {})
+        why = "; ".join(f"{n} left out: {reason}" for reason, n in dropped.items())
+        parts.append(f"{name} over {rc.queries.get(k, 0)} queries" + (f" ({why})" if why else ""))
+    only = []
+    if rc.only_in_a:
+        only.append(f"{len(rc.only_in_a)} queries only in A")
+    if rc.only_in_b:
+        only.append(f"{len(rc.only_in_b)} queries only in B")
+    return "means: " + ", ".join(parts) + (f"; not compared: {', '.join(only)}" if only else "")
+
+
 def run_pair_text(rc: RunPairCorrelation, fmt_name: str) -> str:
     """csv / json / markdown / latex for ``--runs`` mode."""
     if fmt_name == "json":
         return json.dumps(rc.to_dict(), indent=2)
     rows = run_pair_rows(rc)
-    keys = ["query_id", "kendall_tau", "tau_ap", "rbo", "n_common"]
+    keys = ["query_id", "kendall_tau", "tau_ap", "rbo", "n_common", "n_docs"]
     if fmt_name == "csv":
         buf = io.StringIO()
         w = csv.DictWriter(buf, fieldnames=keys, lineterminator="\n", extrasaction="ignore")
         w.writeheader()
         for r in rows:
             w.writerow({k: ("" if isinstance(r[k], float) and math.isnan(r[k]) else r[k]) for k in keys})
+        w.writerow({"query_id": "queries", **{k: rc.queries.get(k, "") for k in keys[1:4]}})  # what each mean is over
         return buf.getvalue()
 
     def cells(r: Mapping[str, Any]) -> list[str]:
@@ -836,11 +857,11 @@ def run_pair_text(rc: RunPairCorrelation, fmt_name: str) -> str:
     if fmt_name == "markdown":
         lines = ["| query | Kendall τ | τ_ap | RBO | shared docs |", "|---|---:|---:|---:|---:|"]
         lines += ["| " + " | ".join(cells(r)) + " |" for r in rows]
-        return "\n".join(lines) + "\n"
+        return "\n".join(lines) + "\n\n" + run_pair_query_note(rc) + "\n"
     if fmt_name == "latex":
         lines = ["\\begin{tabular}{lrrrr}", "\\toprule", "Query & Kendall $\\tau$ & $\\tau_{AP}$ & RBO & Shared \\\\", "\\midrule"]
         body = [" & ".join(latex_escape(c).replace("–", "--") for c in cells(r)) + " \\\\" for r in rows]
-        lines += body[:-1] + ["\\midrule", body[-1], "\\bottomrule", "\\end{tabular}"]
+        lines += body[:-1] + ["\\midrule", body[-1], "\\bottomrule", "\\end{tabular}", "% " + run_pair_query_note(rc)]
         return "\n".join(lines) + "\n"
     raise ConfigError(f"--format must be one of {', '.join(FORMATS)}, got {fmt_name!r}")
 

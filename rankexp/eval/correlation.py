@@ -1,6 +1,7 @@
 """Rank correlation and rank similarity between two rankings.
 
-* Kendall's tau-b (``scipy.stats.kendalltau``): every discordant pair costs the same.
+* Kendall's tau-b (M. G. Kendall, "The treatment of ties in ranking problems", Biometrika 33(3),
+  1945): every discordant pair costs the same; tied pairs are corrected for in the denominator.
 * AP correlation tau_ap: E. Yilmaz, J. A. Aslam and S. Robertson, "A new rank correlation
   coefficient for information retrieval", SIGIR 2008. Top-weighted and asymmetric: one ranking
   is the reference ("actual"), the other the estimate, and a discordance near the top of the
@@ -10,7 +11,8 @@
   of different lengths and need not hold the same items. Equation numbers below are that
   article's.
 
-:func:`run_correlation` applies all three per query to two TREC-style runs.
+:func:`run_correlation` applies all three per query to two TREC-style runs, and
+:meth:`RunCorrelation.summary` averages them, saying over which queries each mean is taken.
 """
 
 from __future__ import annotations
@@ -19,7 +21,6 @@ import math
 from collections.abc import Hashable, Mapping, Sequence
 
 import numpy as np
-from scipy import stats
 
 __all__ = [
     "kendall_tau",
@@ -29,7 +30,10 @@ __all__ = [
     "rbo_min",
     "RunCorrelation",
     "run_correlation",
+    "CORRELATIONS",
 ]
+
+CORRELATIONS = ("kendall_tau", "tau_ap", "rbo")
 
 
 # --------------------------------------------------------------------------------------------
@@ -40,11 +44,36 @@ __all__ = [
 def kendall_tau(x_scores: Sequence[float], y_scores: Sequence[float]) -> float:
     """Kendall's tau-b between two score vectors over the same items (``x[i]``, ``y[i]``: item i).
 
-    Symmetric in its arguments; ties are handled by the tau-b normalisation. NaN when one
-    vector is constant (scipy's convention).
+    Over the n(n-1)/2 pairs, with S = (concordant - discordant) pairs, n1 the pairs tied in x
+    and n2 the pairs tied in y (a pair tied in both counts in both)::
+
+        tau_b = S / sqrt((n0 - n1) (n0 - n2)),   n0 = n (n - 1) / 2
+
+    A pair tied in either vector is neither concordant nor discordant. Symmetric in its
+    arguments; NaN when one vector is constant (no untied pair). Computed pair by pair (in row
+    blocks, O(n^2) time and O(n) memory per block), not by sorting.
     """
     x, y = _score_pair(x_scores, y_scores)
-    return float(stats.kendalltau(x, y, variant="b").statistic)
+    n = x.size
+    s_sum = 0
+    tied_x = tied_y = 0
+    block = max(1, 2_000_000 // n)
+    for start in range(0, n, block):
+        stop = min(n, start + block)
+        dx = np.sign(x[start:stop, None] - x[None, :])
+        dy = np.sign(y[start:stop, None] - y[None, :])
+        s_sum += int(np.sum(dx * dy))
+        tied_x += int(np.sum(dx == 0))
+        tied_y += int(np.sum(dy == 0))
+    # every unordered pair was seen twice, and each item was "tied" with itself once
+    s_sum //= 2
+    n0 = n * (n - 1) // 2
+    n1 = (tied_x - n) // 2
+    n2 = (tied_y - n) // 2
+    denominator = (n0 - n1) * (n0 - n2)
+    if denominator == 0:
+        return math.nan
+    return s_sum / math.sqrt(denominator)
 
 
 # --------------------------------------------------------------------------------------------
@@ -253,16 +282,40 @@ class RunCorrelation(dict):
 
     A plain dict of the queries both runs ranked, plus two attributes naming the queries that
     were skipped because only one run has them (or has a non-empty ranking for them):
-    ``only_in_a`` and ``only_in_b`` (sorted tuples of qids).
+    ``only_in_a`` and ``only_in_b`` (sorted tuples of qids), and ``undefined`` (why a value is
+    NaN, per query and measure). :meth:`summary` gives the mean of
+    each correlation with the queries it is taken over and why others were left out.
     """
 
     only_in_a: tuple[str, ...]
     only_in_b: tuple[str, ...]
+    undefined: dict[str, dict[str, str]]  # qid -> {measure: why it is NaN}
 
-    def __init__(self, per_query: Mapping[str, dict[str, float]], only_in_a: Sequence[str], only_in_b: Sequence[str]):
+    def __init__(self, per_query: Mapping[str, dict[str, float]], only_in_a: Sequence[str], only_in_b: Sequence[str],
+                 undefined: Mapping[str, dict[str, str]] | None = None):
         super().__init__(per_query)
         self.only_in_a = tuple(sorted(only_in_a))
         self.only_in_b = tuple(sorted(only_in_b))
+        self.undefined = dict(undefined or {})
+
+    def summary(self) -> dict[str, dict]:
+        """For each of kendall_tau, tau_ap, rbo: ``{"mean", "queries", "dropped": {reason: count}}``.
+
+        ``queries`` counts the queries the mean is over (those of both runs where the value is
+        defined); ``dropped`` counts, per reason, the queries of both runs left out of that
+        mean. Queries in only one run are in no mean (``only_in_a`` / ``only_in_b``).
+        """
+        out: dict[str, dict] = {}
+        for measure in CORRELATIONS:
+            values, dropped = [], {}
+            for qid, v in self.items():
+                if math.isnan(v[measure]):
+                    reason = self.undefined.get(qid, {}).get(measure, "undefined")
+                    dropped[reason] = dropped.get(reason, 0) + 1
+                else:
+                    values.append(v[measure])
+            out[measure] = {"mean": float(np.mean(values)) if values else math.nan, "queries": len(values), "dropped": dropped}
+        return out
 
 
 def run_correlation(
@@ -273,16 +326,23 @@ def run_correlation(
 ) -> RunCorrelation:
     """Per-query Kendall tau-b, tau_ap and RBO_EXT between two runs ``{qid: {doc_id: score}}``.
 
-    Each query's ranking is put in trec_eval order (score descending, then doc id descending)
-    and, when ``depth`` is given, cut to its first ``depth`` documents. Then, per query:
+    Each query's ranking is put in trec_eval order (float32 score descending, then doc id
+    descending: :func:`rankexp.eval.trec_io.sort_ranking`) and, when ``depth`` is given, cut to
+    its first ``depth`` documents. Then, per query:
 
-    * ``"rbo"``: :func:`rbo` of the two full (cut) ranked lists, with persistence ``p``;
-    * ``"kendall_tau"`` and ``"tau_ap"``: over the documents both runs ranked, comparing their
-      positions in the two trec_eval orders (so score ties are broken exactly as trec_eval
-      breaks them, and the rankings compared are the ones that get evaluated). For tau_ap,
-      ``run_a`` is the **reference** and ``run_b`` the **estimate** (see :func:`tau_ap`).
-      NaN when fewer than 2 documents are shared;
-    * ``"n_common"``: how many documents both runs ranked.
+    * ``"rbo"``: :func:`rbo` of the two (cut) ranked lists in trec_eval order, with persistence
+      ``p`` (RBO has no ties: tied documents are taken in the order trec_eval evaluates them);
+      documents in one list only are handled by RBO itself (they never overlap);
+    * ``"kendall_tau"`` (tau-b) and ``"tau_ap"`` over the **union** of the two lists, with the
+      **scores**, not the tie-broken positions: documents with equal scores (in float32, the
+      precision trec_eval compares) are tied. A document missing from one (cut) ranking is
+      placed in that ranking **below all of its documents, tied with the other missing ones**
+      (it was not retrieved above the cut, and nothing says how the missing ones compare).
+      tau-b corrects for the ties; tau_ap takes its expectation over random tie orders (see
+      :func:`tau_ap`), ``run_a`` being the **reference** and ``run_b`` the **estimate**.
+      NaN when the union has fewer than 2 documents, and tau-b is NaN when one ranking ties
+      all documents (reason in ``"undefined"``);
+    * ``"n_common"``: documents in both (cut) rankings; ``"n_docs"``: documents in the union.
 
     Queries present (with at least one document) in only one run are skipped and listed in
     the result's ``only_in_a`` / ``only_in_b`` attributes.
@@ -290,35 +350,51 @@ def run_correlation(
     if depth is not None and (isinstance(depth, bool) or not isinstance(depth, (int, np.integer)) or depth < 1):
         raise ValueError(f"depth must be a positive integer or None, got {depth!r}")
     _check_p(p)
+    from rankexp.eval.trec_io import sort_ranking
+
     qids_a = {qid for qid, docs in run_a.items() if docs}
     qids_b = {qid for qid, docs in run_b.items() if docs}
     per_query: dict[str, dict[str, float]] = {}
+    undefined: dict[str, dict[str, str]] = {}
     for qid in sorted(qids_a & qids_b):
-        ranked_a = _trec_order(run_a[qid])[:depth]
-        ranked_b = _trec_order(run_b[qid])[:depth]
-        per_query[qid] = _query_correlation(ranked_a, ranked_b, p)
-    return RunCorrelation(per_query, qids_a - qids_b, qids_b - qids_a)
+        ranked_a = sort_ranking(run_a[qid])[:depth]
+        ranked_b = sort_ranking(run_b[qid])[:depth]
+        per_query[qid], why = _query_correlation(ranked_a, ranked_b, p)
+        if why:
+            undefined[qid] = why
+    return RunCorrelation(per_query, qids_a - qids_b, qids_b - qids_a, undefined)
 
 
-def _trec_order(docs: Mapping[str, float]) -> list[str]:
-    """Doc ids by score descending, ties by doc id descending (trec_eval's order)."""
-    return [doc for doc, _ in sorted(docs.items(), key=lambda kv: (kv[1], kv[0]), reverse=True)]
+def _levels(ranked: list[tuple[str, float]], union: list[str]) -> np.ndarray:
+    """Higher-is-better values over ``union``: the float32 score level of each ranked document
+    (equal float32 scores share a level) and one level below all of them for the missing ones."""
+    from rankexp.eval.trec_io import eval_score
+
+    distinct = sorted({eval_score(s) for _, s in ranked})  # ascending
+    level = {v: i + 1 for i, v in enumerate(distinct)}  # 1.., missing documents get 0
+    of_doc = {d: level[eval_score(s)] for d, s in ranked}
+    return np.array([of_doc.get(d, 0) for d in union], dtype=float)
 
 
-def _query_correlation(ranked_a: list[str], ranked_b: list[str], p: float) -> dict[str, float]:
-    rank_b = {doc: r for r, doc in enumerate(ranked_b)}
-    common = [doc for doc in ranked_a if doc in rank_b]
-    result: dict[str, float] = {"rbo": rbo(ranked_a, ranked_b, p=p), "n_common": len(common)}
-    if len(common) < 2:
-        result["kendall_tau"] = math.nan
-        result["tau_ap"] = math.nan
-        return result
-    # Higher is better: score = minus the position. `common` is in run_a's order.
-    x = -np.arange(len(common), dtype=float)
-    y = -np.array([rank_b[doc] for doc in common], dtype=float)
+def _query_correlation(
+    ranked_a: list[tuple[str, float]], ranked_b: list[tuple[str, float]], p: float
+) -> tuple[dict[str, float], dict[str, str]]:
+    """(values, why some are NaN) for one query."""
+    docs_a = [d for d, _ in ranked_a]
+    docs_b = [d for d, _ in ranked_b]
+    in_a, in_b = set(docs_a), set(docs_b)
+    union = docs_a + [d for d in docs_b if d not in in_a]
+    result = {"kendall_tau": math.nan, "tau_ap": math.nan, "rbo": float(rbo(docs_a, docs_b, p=p)),
+              "n_common": len(in_a & in_b), "n_docs": len(union)}
+    if len(union) < 2:
+        why = "fewer than 2 documents in the two rankings"
+        return result, {"kendall_tau": why, "tau_ap": why}
+    x, y = _levels(ranked_a, union), _levels(ranked_b, union)
     result["kendall_tau"] = kendall_tau(x, y)
-    result["tau_ap"] = tau_ap(x, y)
-    return result
+    result["tau_ap"] = float(tau_ap(x, y))
+    if math.isnan(result["kendall_tau"]):
+        return result, {"kendall_tau": "one ranking ties all documents (tau-b undefined)"}
+    return result, {}
 
 
 def _score_pair(x_scores: Sequence[float], y_scores: Sequence[float]) -> tuple[np.ndarray, np.ndarray]:
