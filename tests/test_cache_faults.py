@@ -52,6 +52,16 @@ def other_tokenizer(tmp_path_factory) -> Path:
     return path
 
 
+@pytest.fixture(autouse=True)
+def shared_tokenizers(monkeypatch):
+    """One tokenizer object per name (read-only here): building many tiny encoders stays fast."""
+    import functools
+
+    import rankexp.models.biencoder as biencoder
+
+    monkeypatch.setattr(biencoder, "load_tokenizer", functools.lru_cache(maxsize=None)(load_tokenizer))
+
+
 def tiny_bi(**kw) -> BiEncoder:
     torch.manual_seed(0)
     return BiEncoder(**{"max_length": 32, "max_query_length": 12, "tiny": TINY, **kw})
@@ -256,10 +266,13 @@ def test_stale_temp_folders_and_locks_are_swept(tmp_path):
     orphan = kind / ".aaaaaaaaaaaaaaaa.x1y2z3"  # left by a killed builder
     young = kind / ".bbbbbbbbbbbbbbbb.q9w8e7"  # possibly a builder that just started
     locked = kind / ".cccccccccccccccc.k2k2k2"  # a live builder (holds its lock)
-    for d in (orphan, young, locked):
+    orphan_lock = kind / ".eeeeeeeeeeeeeeee.r5t6y7"  # killed builder whose lock file remains (unheld)
+    (kind / "eeeeeeeeeeeeeeee.lock").touch()
+    for d in (orphan, young, locked, orphan_lock):
         d.mkdir()
         (d / "run.trec").write_text("partial")
     _age(orphan, 3600)
+    _age(orphan_lock, 3600)
     _age(locked, 3600)
     stale_lock = kind / "dddddddddddddddd.lock"  # a finished entry's lock nobody holds
     stale_lock.touch()
@@ -271,9 +284,10 @@ def test_stale_temp_folders_and_locks_are_swept(tmp_path):
         _age(kind / "cccccccccccccccc.lock", 3600)
         cache = Cache(tmp_path, stale_after_s=600)
         cache.get_or_build("bm25_run", {"q": 1}, lambda tmp: (tmp / "run.trec").write_text(""))
-    assert not orphan.exists() and not stale_lock.exists()
+    assert not orphan.exists() and not orphan_lock.exists() and not stale_lock.exists()
     assert young.exists() and locked.exists() and (kind / "cccccccccccccccc.lock").exists()
     assert (kind / "dddddddddddddddd" / ".complete").exists()  # entries are never swept
+    assert not (kind / "aaaaaaaaaaaaaaaa.lock").exists()  # sweeping leaves no lock file of its own
 
 
 # ------------------------------------------------------------------ truncated queries are counted
@@ -454,13 +468,15 @@ def test_negatives_keys_hold_every_option(coll, tmp_path, other_tokenizer):
     options = yaml_options("negatives/dense_static.yaml") | init_options(DenseStaticNegatives, MinedNegatives)
     retr = {"model": "all-MiniLM-L6-v2", "tiny": TINY, "max_length": 32, "max_query_length": 12}
     alt = {**FILTER_ALT, "retriever": {**retr, "tiny": {**TINY, "hidden_size": 32}}}  # another model than the run's
+    base = ds_key({})
     for o in sorted(options):
         assert o in alt, f"negatives=dense_static: new option {o}: give it an alternative value here"
-        changed = ds_key({o: alt[o]}) != ds_key({})
+        changed = ds_key({o: alt[o]}) != base
         assert changed == (o not in neutral), f"negatives=dense_static: {o}"
     r_options = yaml_options("first_stage/dense.yaml") | init_options(DenseRetriever)
+    base_r = ds_key({"retriever": retr})
     for o in sorted(r_options):
-        changed = ds_key({"retriever": {**retr, o: dense_alt[o]}}) != ds_key({"retriever": retr})
+        changed = ds_key({"retriever": {**retr, o: dense_alt[o]}}) != base_r
         assert changed == (f"retriever.{o}" not in neutral), f"negatives=dense_static: retriever.{o}"
     e_options = {k for k in yaml.safe_load((CONF / "model/bi_encoder.yaml").read_text())["encoder"] if not k.startswith("_")}
     e_options |= init_options(BiEncoder)
@@ -472,7 +488,7 @@ def test_negatives_keys_hold_every_option(coll, tmp_path, other_tokenizer):
     e_alt["checkpoint"] = str(ckpt)
     for o in sorted(e_options):
         assert o in e_alt, f"negatives=dense_static: new encoder option {o}: give it an alternative value here"
-        changed = ds_key({}, {o: e_alt[o]}) != ds_key({})
+        changed = ds_key({}, {o: e_alt[o]}) != base
         assert changed == (f"encoder.{o}" not in neutral), f"negatives=dense_static: model.encoder.{o}"
     known = set(FILTER_ALT) | {f"retriever.{o}" for o in r_options} | {f"encoder.{o}" for o in e_options}
     stale = sorted(o for o in neutral if o not in known)

@@ -235,7 +235,12 @@ class Cache:
                 continue
             if p.is_dir() and p.name.startswith(".") and p.name.count(".") >= 2:  # .<digest>.<random>
                 digest = p.name.split(".")[1]
-                lock = FileLock(str(folder / digest) + ".lock", timeout=0)
+                lock_path = Path(str(folder / digest) + ".lock")
+                if not lock_path.exists():  # builders take the lock before making their temp folder
+                    shutil.rmtree(p, ignore_errors=True)
+                    removed.append(p)
+                    continue
+                lock = FileLock(str(lock_path), timeout=0)
                 try:
                     with lock:  # no builder of this digest is running, so its temp folder is orphaned
                         shutil.rmtree(p, ignore_errors=True)
