@@ -112,7 +112,7 @@ class RankingModule(pl.LightningModule):
             groups.setdefault((is_head, no_decay), []).append(p)
         opt = torch.optim.AdamW([{"params": ps, "weight_decay": 0.0 if no_decay else self.weight_decay,
                                   "lr": (self.head_lr or self.lr) if is_head else self.lr}
-                                 for (is_head, no_decay), ps in groups.items()], lr=self.lr)
+                                 for (is_head, no_decay), ps in groups.items()], lr=self.lr, **self._adamw_impl())
         warm, total = max(0, self.warmup_steps), max(1, self.max_steps)
 
         def schedule(step: int) -> float:  # linear warmup, then linear decay to 0
@@ -123,21 +123,75 @@ class RankingModule(pl.LightningModule):
         sched = torch.optim.lr_scheduler.LambdaLR(opt, schedule)
         return {"optimizer": opt, "lr_scheduler": {"scheduler": sched, "interval": "step"}}
 
+    def _adamw_impl(self) -> dict[str, bool]:
+        """``fused=True`` (one kernel for all parameters: the same AdamW update, ~6x less optimizer time
+        on a CPU, see benchmarks/README.md) unless a mixed-precision trainer clips gradients, which
+        Lightning refuses for optimizers that unscale internally; the default multi-tensor otherwise."""
+        trainer = getattr(self, "_trainer", None)
+        precision = str(getattr(trainer, "precision", "32-true")) if trainer is not None else "32-true"
+        if "mixed" in precision:
+            return {}
+        return {"fused": True}
+
+
+FAST_MODES = ("int8", "bf16")
+
+
+def fast_inference(encoder: torch.nn.Module, fast: str | None, device: str | torch.device = "cpu"):
+    """The model and the context to run inference in for ``eval.fast``:
+
+    * ``None``: ``encoder`` itself, no context (the exact path; its scores never change);
+    * ``int8``: a copy of ``encoder`` whose ``nn.Linear`` layers are dynamically quantized to int8
+      (weights int8 per tensor, activations quantized per batch; CPU only). ``encoder`` is untouched;
+    * ``bf16``: ``encoder`` itself under bfloat16 autocast.
+
+    Measured speed and nDCG@10 effect: benchmarks/README.md.
+    """
+    import contextlib
+
+    from rankexp.errors import ConfigError
+
+    if fast in (None, "null", "none", "None", False):
+        return encoder, contextlib.nullcontext()
+    if fast not in FAST_MODES:
+        raise ConfigError(f"eval.fast must be null, int8 or bf16, got {fast!r}")
+    device_type = torch.device(device).type
+    if fast == "bf16":
+        return encoder, torch.autocast(device_type, dtype=torch.bfloat16)
+    if device_type != "cpu":
+        raise ConfigError(f"eval.fast=int8 runs on the CPU only (device is {device}); use eval.fast=bf16 or null")
+    import copy
+    import warnings
+
+    from torch.ao.quantization import quantize_dynamic
+
+    with warnings.catch_warnings():  # torch.ao's dynamic quantization is deprecated in favour of torchao, still shipped
+        warnings.simplefilter("ignore")
+        model = quantize_dynamic(copy.deepcopy(encoder).cpu().eval(), {torch.nn.Linear}, dtype=torch.qint8)
+    return model, contextlib.nullcontext()
+
 
 @torch.inference_mode()
-def score_pairs(encoder: torch.nn.Module, loader, description: str = "reranking", device: str | torch.device = "cpu") -> dict[str, dict[str, float]]:
-    """Score every (qid, doc) pair of ``loader`` with ``encoder`` (eval mode, inference mode)."""
+def score_pairs(encoder: torch.nn.Module, loader, description: str = "reranking", device: str | torch.device = "cpu",
+                fast: str | None = None) -> dict[str, dict[str, float]]:
+    """Score every (qid, doc) pair of ``loader`` with ``encoder`` (eval mode, inference mode).
+
+    ``fast`` (``eval.fast``): ``None`` = exact; ``int8`` or ``bf16``: see :func:`fast_inference`.
+    """
     from rankexp.utils.progress import task
 
     was_training = encoder.training
     encoder.eval()
     encoder.to(device)
+    model, context = fast_inference(encoder, fast, device)
     run: dict[str, dict[str, float]] = {}
     try:
         with task(description, len(loader.dataset)) as advance:
             for batch in loader:
                 inputs = {k: v.to(device) for k, v in batch["inputs"].items()}
-                scores = encoder(**inputs).float().cpu().tolist()
+                with context:
+                    scores = model(**inputs)
+                scores = scores.float().cpu().tolist()
                 for q, d, s in zip(batch["qids"], batch["dids"], scores):
                     if not math.isfinite(s):
                         raise TrainingError(f"model produced a non-finite score for query {q}, doc {d}")
