@@ -144,6 +144,7 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
     from rankexp.models.module import RankingModule, score_pairs
     from rankexp.tracking.cache import Cache
     from rankexp.tracking.history import HistoryCallback
+    from rankexp.tracking.throughput import ThroughputCallback
     from rankexp.tracking.loggers import build_logger, log_final
     from rankexp.utils.progress import enabled as progress_enabled
 
@@ -219,7 +220,14 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
     val_every = min(int(cfg.train.val_every_n_steps), max_steps)
     from rankexp.tracking.lifecycle import guard_callback  # signals -> last.ckpt; crash-safe checkpoint writes
 
-    callbacks: list = [HistoryCallback(rd, int(cfg.trainer.get("log_every_n_steps", 10) or 10)), guard_callback(rd)]
+    log_every = int(cfg.trainer.get("log_every_n_steps", 10) or 10)
+    tf32 = bool(cfg.train.get("tf32", True))
+    if device == "cuda" and tf32:  # TF32 tensor cores for the fp32 matmuls that bf16 autocast leaves in fp32
+        torch.backends.cuda.matmul.allow_tf32 = True
+        torch.backends.cudnn.allow_tf32 = True
+    throughput = ThroughputCallback(rd, log_every, cfg.train.get("peak_tflops"), str(cfg.trainer.get("precision", "32-true")),
+                                    tf32 and device == "cuda")
+    callbacks: list = [HistoryCallback(rd, log_every), throughput, guard_callback(rd)]
     best_cb = None
     if has_dev:
         best_cb = ModelCheckpoint(dirpath=rd.checkpoints, filename="best", monitor=monitor, mode="max", save_top_k=1,
@@ -328,7 +336,7 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
         "run_id": rd.run_id,
         "dataset": collection.name,
         "split": "test",
-        "provider": PROVIDER,
+        "provider": model_eval.provider,
         "rerank_k": depth,
         "retrieval": retrieval,
         "queries": {"test": len(split["test"]), "evaluated": model_eval.num_queries,
@@ -342,7 +350,7 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
         "dev": {"measure": dev_measure, "best": float(best_cb.best_model_score) if best_cb is not None and best_cb.best_model_score is not None else None,
                 "best_step": best_step},
         "train": {"steps": trainer.global_step, "groups": len(groups), "group_size": len(groups[0].doc_ids) if groups else 0,
-                  "negatives": sampler.stats(), "peak_rss_mb": peak_rss_mb(), **{k: round(v, 4 if k.endswith("share") else 2) for k, v in timings.items()}},
+                  "negatives": sampler.stats(), "peak_rss_mb": peak_rss_mb(), "throughput": throughput.summary(), **{k: round(v, 4 if k.endswith("share") else 2) for k, v in timings.items()}},
         "cache": cache.summary(),
         "notes": collection.notes,
     }
@@ -465,7 +473,7 @@ def retrieve(cfg: DictConfig, split_name: str = "test") -> RunResult:
     rd.path.mkdir(parents=True, exist_ok=True)
     write_run(out / "run.trec", run, tag=f"rankexp-{first_stage.name}")
     rd.write_perquery({first_stage.name: result.perquery})
-    metrics = {"run_id": rid, "dataset": collection.name, "split": split_name, "provider": PROVIDER, "k": depth,
+    metrics = {"run_id": rid, "dataset": collection.name, "split": split_name, "provider": result.provider, "k": depth,
                "first_stage": {"name": first_stage.name, "params": first_stage.params()},
                "queries": {"evaluated": result.num_queries, "without_results": result.missing_in_run},
                "model": result.aggregate, "wall_s": round(time.perf_counter() - t0, 2), "cache": cache.summary()}
