@@ -64,13 +64,16 @@ def query_encoder_hash(encoder) -> str:
 
 @torch.inference_mode()
 def encode_ids(encoder, text, ids: Sequence[str], side: str, batch_size: int = 64, device: str | torch.device = "cpu",
-               description: str | None = None) -> np.ndarray:
-    """Embeddings ``[len(ids), dim]`` float32 in the order of ``ids``; batches are length-sorted."""
+               description: str | None = None, fast: str | None = None) -> np.ndarray:
+    """Embeddings ``[len(ids), dim]`` float32 in the order of ``ids``; batches are length-sorted.
+    ``fast`` (``eval.fast``: None = exact, ``int8``, ``bf16``): see ``rankexp.models.module.fast_inference``."""
+    from rankexp.models.module import fast_inference
     from rankexp.utils.progress import task
 
     was_training = encoder.training
     encoder.eval()
     encoder.to(device)
+    model, context = fast_inference(encoder, fast, device)
     order = sorted(range(len(ids)), key=lambda i: text.length(ids[i]))
     out: np.ndarray | None = None
     try:
@@ -78,7 +81,9 @@ def encode_ids(encoder, text, ids: Sequence[str], side: str, batch_size: int = 6
             for start in range(0, len(order), batch_size):
                 chunk = order[start : start + batch_size]
                 inputs = {k: v.to(device) for k, v in text.encode([ids[i] for i in chunk]).items()}
-                emb = encoder.encode(**inputs, side=side).float().cpu().numpy()
+                with context:
+                    emb = model.encode(**inputs, side=side)
+                emb = emb.float().cpu().numpy()
                 if out is None:
                     out = np.empty((len(ids), emb.shape[1]), dtype=np.float32)
                 out[chunk] = emb
