@@ -46,7 +46,7 @@ def test_run_directory_contract(first_run):
 def test_metrics_keys_and_rerun_equality(first_run, vaswani_slice):
     out, rd, _ = first_run
     m = json.loads((rd / "metrics.json").read_text())
-    assert m["provider"] == "pytrec_eval"
+    assert m["provider"] == "pytrec_eval+rankexp(RR@k)"  # RR@10: the provider has no RR@k
     assert set(m["model"]) == {"nDCG@10", "RR@10", "AP", "R@100"}
     assert m["baseline"]["name"] == "bm25" and "nDCG@10" in m["baseline"]
     split = json.loads((rd / "split.json").read_text())
