@@ -242,6 +242,47 @@ def test_damaged_last_checkpoint_is_moved_aside_and_the_run_restarts(vaswani_sli
     assert (res.path / "run.trec").read_text() == (reference / "run.trec").read_text()
 
 
+def test_sigterm_in_process_saves_and_resumes_exactly(vaswani_slice, tmp_path, reference, monkeypatch):
+    """SIGTERM after the first dev evaluation (sent to this process from a thread; Python runs the
+    handler in the main thread): Interrupted (exit code 143), failed: interrupted (SIGTERM), a
+    checkpoint mid-interval; the re-run resumes from it with the same dev schedule and run.trec."""
+    import threading
+
+    monkeypatch.setenv("RANKEXP_TEST_STEP_DELAY_S", "0.3")
+    cfg = api.compose(fast_overrides(vaswani_slice, tmp_path, **STEPS))
+    rd = api.rundir_for(cfg)
+    hist = rd.path / "history.jsonl"
+    done = threading.Event()
+
+    def send():
+        if wait_for(lambda: done.is_set() or (hist.exists() and '"val/' in hist.read_text()), timeout=300, step=0.02):
+            time.sleep(0.45)  # into the next interval (steps take >= 0.3 s): a mid-interval checkpoint
+            if not done.is_set():
+                os.kill(os.getpid(), signal.SIGTERM)
+
+    t = threading.Thread(target=send, daemon=True)
+    t.start()
+    try:
+        with pytest.raises(lc.Interrupted) as e:
+            api.train(cfg)
+    finally:
+        done.set()
+        t.join()
+    assert e.value.exit_code == 143 and "checkpoint saved at step" in str(e.value)
+    assert rd.status() == "failed: interrupted (SIGTERM)"
+    state = __import__("torch").load(rd.checkpoints / "last.ckpt", map_location="cpu", weights_only=False)
+    assert 3 <= state["global_step"] < 12, "saved where the signal came, after the first dev evaluation"
+    assert signal.getsignal(signal.SIGTERM) is signal.SIG_DFL or not callable(signal.getsignal(signal.SIGTERM)) \
+        or getattr(signal.getsignal(signal.SIGTERM), "__self__", None) is None, "handlers restored"
+    monkeypatch.delenv("RANKEXP_TEST_STEP_DELAY_S")
+    res = api.train(cfg)
+    assert rd.status() == "complete"
+    records = [json.loads(l) for l in hist.read_text().splitlines()]
+    assert [h["step"] for h in records if "val/nDCG@10" in h] == [3, 6, 9, 12]
+    assert {"event": "resumed", "step": state["global_step"]} in records
+    assert (res.path / "run.trec").read_text() == (reference / "run.trec").read_text()
+
+
 # ------------------------------------------------------------------ W&B
 
 
@@ -355,9 +396,10 @@ def test_kill9_reads_dead_and_rerun_equals_uninterrupted(vaswani_slice, tmp_path
 def test_two_live_trainings_one_refuses(vaswani_slice, tmp_path):
     ovr = fast_overrides(vaswani_slice, tmp_path, **STEPS)
     rd = api.rundir_for(api.compose(ovr))
-    first = start_train(ovr, RANKEXP_TEST_STEP_DELAY_S="0.3")
+    first = start_train(ovr, RANKEXP_TEST_STEP_DELAY_S="4")  # ~50 s of training: the second starts meanwhile
     assert wait_for(lambda: rd.raw_state() == "running")
     second = subprocess.run(cli("train", *ovr), capture_output=True, text=True, env=env(), timeout=300)
+    assert first.poll() is None, "the first training ended before the second started (machine too slow)"
     assert second.returncode == lc.RunLocked.exit_code
     assert f"is being trained by pid {first.pid}" in second.stderr
     waiting = subprocess.run(cli("train", *ovr, "--wait"), capture_output=True, text=True, env=env(), timeout=600)

@@ -399,18 +399,25 @@ def guard_callback(rundir):
             if guard.signum is not None:  # a signal that came while the trainer was being set up
                 self._stop(trainer)
 
-        def _stop(self, trainer):
+        def _stop(self, trainer, at_batch_start: bool = False):
             guard = current_guard()
             if guard is None or guard.signum is None or guard.distributed:
                 return
             guard.in_fit = False
+            if at_batch_start:
+                # Lightning counted batch N+1 as "ready" just before this hook; un-count it so the
+                # checkpoint holds exactly the loop state after step N (as a checkpoint saved at the end
+                # of step N's dev evaluation does): the dev evaluation schedule then resumes unshifted
+                bp = trainer.fit_loop.epoch_loop.batch_progress
+                bp.total.ready -= 1
+                bp.current.ready -= 1
             if not rundir.readonly:
                 trainer.save_checkpoint(str(rundir.checkpoints / "last.ckpt"))
             raise Interrupted(guard.signum, f"checkpoint saved at step {trainer.global_step}")
 
         def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
             # here step N (and its dev evaluation and checkpoints) is complete and N+1 has not begun
-            self._stop(trainer)
+            self._stop(trainer, at_batch_start=True)
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             if delay:  # fault-injection tests: slow steps down so a signal lands mid-training
