@@ -288,8 +288,14 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
                                     "timings": {"index_s": index_s, "retrieve_s": time.perf_counter() - t_pred - index_s}}
             return run, info, k, [str(m) for m in parse_measures(list(cfg.eval.retrieval_measures))]
         k = int(cfg.eval.rerank_k)
+        if bi:  # each distinct query and candidate encoded once
+            from rankexp.retrieval.dense import rerank_pairs
+
+            run = rerank_pairs(mod.encoder, collection, cache, candidates(split["test"], k), int(cfg.eval.batch_size), device,
+                               fast=cfg.eval.get("fast"))
+            return run, {"mode": "rerank", "k": k, "timings": {"rerank_s": time.perf_counter() - t_pred}}, k, measures
         run = score_pairs(mod.encoder, pair_loader(candidates(split["test"], k), pairs, int(cfg.eval.batch_size)),
-                          "reranking test", device)
+                          "reranking test", device, fast=cfg.eval.get("fast"))
         return run, {"mode": "rerank", "k": k, "timings": {"rerank_s": time.perf_counter() - t_pred}}, k, measures
 
     # the untrained start on the same test queries (a row every study table needs): the module's

@@ -180,19 +180,29 @@ def test_formats_parse(fx):
     res = invoke(out / "runs", "--format", "csv", "--measures", "nDCG@10 AP")
     assert res.exit_code == 0, res.output
     rows = list(csv.DictReader(io.StringIO(res.stdout)))
-    assert len(rows) == 3 * 2 and {r["system"] for r in rows} == {"loss=pairwise", "loss=listwise", "bm25"}
+    assert len(rows) == 4 * 2 and {r["system"] for r in rows} == {"loss=pairwise", "loss=listwise", "bm25", "untrained"}
+    # the untrained start (a fresh head: one per seed) is the mean over the seeds' untrained rows
+    import json as _json
+
+    unt = next(r for r in rows if r["system"] == "untrained" and r["measure"] == "nDCG@10")
+    starts = {}
+    for p in (out / "runs").iterdir():
+        m = _json.loads((p / "metrics.json").read_text())
+        starts[_json.loads((p / "env.json").read_text())["seed"]] = m["untrained"]["nDCG@10"]
+    assert float(unt["mean"]) == pytest.approx(sum(starts.values()) / len(starts))
     assert all(float(r["mean"]) >= 0 for r in rows) and {r["measure"] for r in rows} == {"nDCG@10", "AP"}
 
     md = invoke(out / "runs", "--format", "markdown", "--measures", "nDCG@10 AP").stdout
     table = [l for l in md.splitlines() if l.startswith("| system | seeds")]
     assert table and "nDCG@10" in table[0] and "**" in md and "tests on per-query means over 2 seeds" in md
     body = md.split("\n\n")[0].splitlines()
-    assert len(body) == 2 + 3 and all(l.count("|") == body[0].count("|") for l in body)
+    assert len(body) == 2 + 4 and all(l.count("|") == body[0].count("|") for l in body)
+    assert "learned at all?" in md
 
     tex = invoke(out / "runs", "--format", "latex", "--measures", "nDCG@10 AP").stdout
     assert "\\begin{tabular}{lrrr}" in tex and "\\end{tabular}" in tex and "\\textbf{" in tex
     rows = [l for l in tex.splitlines() if l.endswith("\\\\")]
-    assert len(rows) == 1 + 3 and all(l.count("&") == 3 for l in rows)
+    assert len(rows) == 1 + 4 and all(l.count("&") == 3 for l in rows)
 
     bad = invoke(out / "runs", "--format", "xml")
     assert bad.exit_code != 0 and "--format" in bad.stderr

@@ -197,3 +197,31 @@ def test_cross_encoder_cannot_retrieve(vaswani_slice, tmp_path):
 
     with pytest.raises(ConfigError, match="eval.mode=retrieve needs a bi-encoder"):
         train(compose(fast_overrides(vaswani_slice, tmp_path, **{"eval.mode": "retrieve"})))
+
+
+def test_bi_encoder_rerank_pairs_equal_pairwise_forward(vaswani_slice, tmp_path):
+    """rerank_pairs encodes each query and document once; its scores equal the bi-encoder's forward
+    pass on each (query, document) pair."""
+    import torch
+
+    from rankexp.config.compose import build
+    from rankexp.data.collection import load_collection
+    from rankexp.data.tokens import BiPairEncoder, build_token_tables
+    from rankexp.retrieval.dense import rerank_pairs
+    from rankexp.tracking.cache import Cache
+
+    cfg = compose(fast_overrides(vaswani_slice, tmp_path, model="tiny_bi"))
+    torch.manual_seed(0)
+    enc = build(cfg.model.encoder, "model.encoder").eval()
+    coll = load_collection(cfg.data)
+    cache = Cache(tmp_path / "cache")
+    qids = sorted(coll.queries)[:3]
+    dids = sorted(coll.docs)[:7]
+    pairs = [(q, d) for q in qids for d in dids]
+    run = rerank_pairs(enc, coll, cache, pairs, batch_size=4)
+    docs_tok, queries_tok = build_token_tables(coll, enc.tokenizer, enc.max_length, enc.max_query_length, cache)
+    pe = BiPairEncoder(enc.tokenizer, docs_tok, queries_tok, enc.max_length, enc.max_query_length)
+    with torch.inference_mode():
+        ref = enc(**pe.encode([q for q, _ in pairs], [d for _, d in pairs])).tolist()
+    for (q, d), r in zip(pairs, ref):
+        assert run[q][d] == pytest.approx(r, abs=1e-5)

@@ -62,7 +62,7 @@ class System:
     """A group of runs that differ only in seed, or the first-stage pseudo-system."""
 
     label: str
-    kind: str  # "group" or "first_stage"
+    kind: str  # "group", "first_stage" or "untrained"
     run_ids: list[str]
     seeds: list[Any]
     summaries: dict[str, dict]  # measure -> significance.summarize(...) over seeds
@@ -383,6 +383,73 @@ def _first_stage_system(runs: Sequence[StoredRun], measures: Sequence[str], note
                   summaries=summaries, perquery={m: _group_perquery(reps, name, m) for m in measures}, runs=list(reps))
 
 
+def _untrained_systems(runs: Sequence[StoredRun], groups: Sequence[Sequence[StoredRun]], measures: Sequence[str],
+                       notes: list[str]) -> list[System]:
+    """The untrained start of each model setup (``untrained`` in ``perquery.tsv``): the network every
+    trained system began from, scored on the same test queries. Runs share an untrained row when their
+    data, first stage, evaluation mode/depth, encoder and seed agree; a start that depends on the seed (a
+    fresh scoring head) is summarised over seeds like a group. Older runs without the row are left out."""
+    setups: dict[str, list[StoredRun]] = {}
+    for r in runs:
+        if "untrained" not in r.perquery or not all(m in r.perquery["untrained"] for m in measures):
+            continue
+        cfg = OmegaConf.to_container(r.config, resolve=True)
+        ev = cfg.get("eval") or {}
+        key = _canon([cfg.get("data"), cfg.get("first_stage"), ev.get("rerank_k"), ev.get("mode"), ev.get("retrieval_k"),
+                      (cfg.get("model") or {}).get("encoder")])
+        by_seed = {str(x.seed): x for x in setups.get(key, [])}
+        by_seed.setdefault(str(r.seed), r)
+        setups[key] = list(by_seed.values())
+    if not setups:
+        if any("untrained" not in r.perquery for r in runs):
+            notes.append("some runs have no untrained row (made before rankexp evaluated the untrained start); "
+                         "it is left out for them")
+        return []
+    out = []
+    for i, reps in enumerate(setups.values()):
+        label = "untrained" if len(setups) == 1 else f"untrained #{i + 1} ({_short_encoder(reps[0])})"
+        summaries = {m: significance.summarize([float(r.metrics.get("untrained", {}).get(m, np.mean(list(r.perquery["untrained"][m].values()))))
+                                                for r in reps]) for m in measures}
+        out.append(System(label=label, kind="untrained", run_ids=[r.run_id for r in reps], seeds=[r.seed for r in reps],
+                          summaries=summaries, perquery={m: _group_perquery(reps, "untrained", m) for m in measures},
+                          runs=list(reps)))
+    return out
+
+
+def learned_notes(groups: Sequence[System], untrained: Sequence[System], measure: str, alpha: float = 0.05) -> list[str]:
+    """One line saying which trained systems beat their own untrained start on ``measure`` (paired
+    t-test on per-query means over seeds, uncorrected): a study must say whether its models learned
+    before it says anything about a technique."""
+    if not untrained:
+        return []
+    verdicts = []
+    for g in groups:
+        start = next((u for u in untrained if set(u.run_ids) & set(g.run_ids) or
+                      any(_canon(OmegaConf.select(r.config, "model.encoder", default=None)) ==
+                          _canon(OmegaConf.select(u.runs[0].config, "model.encoder", default=None)) for r in g.runs)), None)
+        if start is None or measure not in g.perquery:
+            continue
+        a, b = g.perquery[measure], start.perquery[measure]
+        qids = sorted(set(a) & set(b))
+        if len(qids) < 2:
+            continue
+        t = significance.paired_ttest([a[q] for q in qids], [b[q] for q in qids])
+        word = "learned" if t.p_value < alpha and t.mean_diff > 0 else ("worse than its start" if t.p_value < alpha else "not learned")
+        verdicts.append(f"{g.label}: {word} ({measure} {t.mean_diff:+.4f} vs {start.label}, p = {t.p_value:.3g})")
+    if not verdicts:
+        return []
+    n_yes = sum(1 for v in verdicts if ": learned" in v)
+    return [f"learned at all? {n_yes} of {len(verdicts)} trained systems beat their untrained start "
+            f"(paired t-test, α = {alpha}, uncorrected): " + "; ".join(verdicts)]
+
+
+def _short_encoder(run: StoredRun) -> str:
+    enc = OmegaConf.select(run.config, "model.encoder", default=None)
+    if enc is None:
+        return "?"
+    return f"{_short_target(enc.get('_target_', '?'))} {enc.get('name', '')}".strip()
+
+
 def _dev_summary(runs: Sequence[StoredRun]) -> dict | None:
     devs = [r.metrics.get("dev") or {} for r in runs]
     measures = {d.get("measure") for d in devs}
@@ -532,6 +599,9 @@ def compare(
             summaries={m: significance.summarize([float(r.metrics["model"][m]) for r in g]) for m in measure_list},
             perquery={m: _group_perquery(g, "model", m) for m in measure_list},
             dev=_dev_summary(g), dev_curve=_dev_curve(g), config={k: flat.get(k) for k in diff}, runs=list(g)))
+    untrained = _untrained_systems(runs, groups, measure_list, notes)
+    systems.extend(untrained)
+    notes.extend(learned_notes([s for s in systems if s.kind == "group"], untrained, measure_list[0], alpha))
     fs = _first_stage_system(runs, measure_list, notes)
     if fs is not None:
         if any(s.label == fs.label for s in systems):
@@ -542,7 +612,9 @@ def compare(
     comparisons: list[Comparison] = []
     query_sets = []
     for s in systems:
-        if s is base:
+        # the untrained start is a reference row: tested only when it is the baseline (its own test
+        # against each trained system is the "learned at all?" note), so it does not enlarge the family
+        if s is base or (s.kind == "untrained" and base.kind != "untrained"):
             continue
         for m in measure_list:
             a, b = s.perquery[m], base.perquery[m]
@@ -658,7 +730,7 @@ def fmt_p(p: float | None) -> str:
 
 
 def seeds_cell(s: System) -> str:
-    return str(s.n_seeds) if s.kind == "group" else "–"
+    return str(s.n_seeds) if s.kind in ("group", "untrained") and s.n_seeds else "–"
 
 
 def result_rows(result: CompareResult) -> list[dict[str, Any]]:
@@ -698,8 +770,8 @@ def to_json(result: CompareResult) -> str:
 def _cell_parts(result: CompareResult, s: System, m: str) -> tuple[str, str, str, str]:
     sm = s.summaries[m]
     c = result.comparison(s.label, m)
-    spread = f" ± {fmt(sm['std'])}" if s.kind == "group" and sm["n"] > 1 else ""
-    ci = f"[{fmt(sm['ci95_low'], 3)}, {fmt(sm['ci95_high'], 3)}]" if s.kind == "group" and sm["n"] > 1 else ""
+    spread = f" ± {fmt(sm['std'])}" if s.kind in ("group", "untrained") and sm["n"] > 1 else ""
+    ci = f"[{fmt(sm['ci95_low'], 3)}, {fmt(sm['ci95_high'], 3)}]" if s.kind in ("group", "untrained") and sm["n"] > 1 else ""
     return fmt(sm["mean"]), spread, (c.marker if c else ""), ci
 
 
@@ -781,7 +853,7 @@ class Cell:
 def cell(result: "CompareResult", system, measure: str) -> Cell:
     sm = system.summaries[measure]
     c = result.comparison(system.label, measure)
-    spread = system.kind == "group" and sm["n"] > 1
+    spread = system.kind in ("group", "untrained") and sm["n"] > 1
     return Cell(fmt(sm["mean"]), system.label in result.best(measure), fmt(sm["std"]) if spread else None,
                 c.marker if c and c.marker else None,
                 (fmt(sm["ci95_low"], 3), fmt(sm["ci95_high"], 3)) if spread else None, c.p_adjusted if c else None)

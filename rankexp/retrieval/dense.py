@@ -375,3 +375,26 @@ class Hybrid:
         fused = fuse([self.bm25.retrieve(collection, cache, queries), self.dense.retrieve(collection, cache, queries)],
                      [1 - self.alpha, self.alpha], self.fusion)
         return {q: dict(sort_ranking(docs)[: self.k]) for q, docs in fused.items()}
+
+
+def rerank_pairs(encoder, collection: Collection, cache: Cache, pairs: Sequence[tuple[str, str]], batch_size: int = 64,
+                 device: str = "cpu", fast: str | None = None) -> Run:
+    """Score (query id, doc id) pairs with a bi-encoder: each distinct query and document is encoded
+    once (a pair-by-pair pass would encode a query once per candidate), then the similarity of the two
+    embeddings, in float32. Equal to ``BiEncoder.forward`` on each pair (tested)."""
+    if not pairs:
+        return {}
+    doc_text, query_text = texts_for(encoder, collection, cache)
+    qids = sorted({q for q, _ in pairs})
+    dids = sorted({d for _, d in pairs})
+    q = encode_ids(encoder, query_text, qids, "query", batch_size, device, "encoding test queries", fast=fast)
+    d = encode_ids(encoder, doc_text, dids, "doc", batch_size, device, "encoding candidates", fast=fast)
+    q_row = {x: i for i, x in enumerate(qids)}
+    d_row = {x: i for i, x in enumerate(dids)}
+    qi = np.fromiter((q_row[a] for a, _ in pairs), dtype=np.int64, count=len(pairs))
+    di = np.fromiter((d_row[b] for _, b in pairs), dtype=np.int64, count=len(pairs))
+    scores = np.einsum("ij,ij->i", q[qi], d[di])
+    run: Run = {}
+    for (a, b), s in zip(pairs, scores.tolist()):
+        run.setdefault(a, {})[b] = float(s)
+    return run
