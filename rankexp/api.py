@@ -300,10 +300,20 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
 
     # the untrained start on the same test queries (a row every study table needs): the module's
     # weights before fit are the fresh initialisation even when resuming (fit loads the checkpoint)
-    untrained_run = None
+    untrained_run, untrained_dev = None, None
     if cfg.eval.get("untrained", True) and trainer.is_global_zero:
         t0 = time.perf_counter()
         untrained_run, _, _, _ = predict_test(module)
+        if has_dev:  # the dev measure at step 0, so dev curves start where training starts
+            if bi:
+                from rankexp.retrieval.dense import rerank_pairs
+
+                dev_run = rerank_pairs(module.encoder, collection, cache, dev_pairs, int(cfg.eval.batch_size), device)
+            else:
+                dev_run = score_pairs(module.encoder, pair_loader(dev_pairs, pairs, int(cfg.eval.batch_size)), "scoring dev", device)
+            untrained_dev = evaluate(dev_run, dev_qrels, [dev_measure], qids=split["dev"], complete=True).aggregate[dev_measure]
+            if resume is None:
+                rd.append_history({"step": 0, f"val/{dev_measure}": untrained_dev, "elapsed_s": 0.0})
         timings["untrained_eval_s"] = time.perf_counter() - t0
     t0 = time.perf_counter()
     trainer.fit(module, datamodule=dm, ckpt_path=str(resume) if resume else None)
@@ -354,7 +364,7 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
         "paired_ttest": paired,
         "learned": learned_verdict(paired.get("untrained"), dev_measure),
         "dev": {"measure": dev_measure, "best": float(best_cb.best_model_score) if best_cb is not None and best_cb.best_model_score is not None else None,
-                "best_step": best_step},
+                "best_step": best_step, "untrained": untrained_dev},
         "train": {"steps": trainer.global_step, "groups": len(groups), "group_size": len(groups[0].doc_ids) if groups else 0,
                   "negatives": sampler.stats(), "peak_rss_mb": peak_rss_mb(), "throughput": throughput.summary(), **{k: round(v, 4 if k.endswith("share") else 2) for k, v in timings.items()}},
         "cache": cache.summary(),

@@ -179,6 +179,10 @@ def test_untrained_row_is_the_start_and_a_frozen_model_equals_it(vaswani_slice, 
     m = result.metrics
     assert m["untrained"] == m["model"]
     assert m["learned"] == "no" and m["paired_ttest"]["untrained"]["nDCG@10"]["p"] == 1.0
+    # the dev measure at step 0 is the untrained network's, equal to a frozen model's later dev values
+    hist = [json.loads(l) for l in (result.path / "history.jsonl").read_text().splitlines()]
+    dev = {h["step"]: h["val/nDCG@10"] for h in hist if "val/nDCG@10" in h}
+    assert 0 in dev and dev[0] == pytest.approx(m["dev"]["untrained"]) and dev[0] == pytest.approx(dev[max(dev)])
 
 
 def test_bi_encoder_can_rerank_the_first_stage(vaswani_slice, tmp_path):
