@@ -59,7 +59,6 @@ BAD = [
     (["first_stage=dense", "first_stage.pooling=max"], "first_stage.pooling must be one of mean, cls, got 'max'"),
     (["first_stage=dense", "first_stage.use_faiss=maybe"], "first_stage.use_faiss must be one of auto, true, false"),
     (["negatives.depth=0"], "negatives.depth must be a positive integer, got 0"),
-    (["negatives.depth=5000"], "negatives.depth must be <= first_stage.k (1000)"),
     (["negatives.skip_top=-1"], "negatives.skip_top must be an integer >= 0, got -1"),
     (["negatives.skip_top=100"], "negatives.skip_top must be smaller than negatives.depth (100), got 100"),
     (["negatives.margin_abs=-0.5"], "negatives.margin_abs must be null or a number >= 0, got -0.5"),
