@@ -19,7 +19,7 @@ def train(args):
 
 
 def bi(slice_dir, out, **extra):
-    return fast_overrides(slice_dir, out, model="tiny_bi", **{"eval.retrieval_k": 200, **extra})
+    return fast_overrides(slice_dir, out, model="tiny_bi", **{"eval.retrieval_k": 200, "eval.mode": "retrieve", **extra})
 
 
 @pytest.fixture(scope="module")

@@ -143,7 +143,7 @@ GOOD = [
     ["negatives.margin_abs=0.1", "negatives.margin_rel=0.5", "negatives.max_score=12.5", "negatives.skip_top=99"],
     ["curriculum=reciprank", "curriculum.m_steps=10", "curriculum.m_fraction=null"],
     ["curriculum=reciprank", "curriculum.m_fraction=1"],
-    ["model=bi_encoder", "eval.rerank_k=5000"],  # a bi-encoder does not rerank: rerank_k is unused
+    ["model=bi_encoder", "eval.mode=retrieve", "eval.rerank_k=5000"],  # a bi-encoder does not rerank: rerank_k is unused
     ["first_stage.stemmer=null", "first_stage.stopwords=null"],
     ["data=irds"],  # data.id is ??? (mandatory, unset): reported by whoever needs it, not here
     ["data=local"],

@@ -216,26 +216,52 @@ def read_run(path: str | Path, lenient: bool | None = None, warn: Warn | None = 
     path = Path(path)
     lenient, warn_fn = _settings(lenient, warn)
     run: Run = {}
-    where: dict[tuple[str, str], int] = {}
+    where: dict[tuple[str, str], int] = {}  # line numbers, filled only for error messages (duplicates)
     dups = _Duplicates(path, "run", lenient)
+    isfinite = math.isfinite
     for n, parts in _lines(path, "run"):
         if len(parts) != 6:
             raise DataError(f"{path}:{n}: expected 6 columns 'qid Q0 doc_id rank score tag', got {len(parts)}: {' '.join(parts)[:80]!r}")
         qid, _, doc, _, score, _ = parts
-        try:
-            value = parse_score(score)
-        except ValueError as e:
-            raise DataError(f"{path}:{n}: {e}") from None
-        first = where.get((qid, doc))
-        if first is not None:
+        # fast path: an ASCII token without '_' that float() reads is exactly what strtod reads in
+        # full (float() refuses hex and trailing garbage); non-finite/out-of-range values and every
+        # other token go through parse_score for its error message
+        value = None
+        if "_" not in score and score.isascii():
+            try:
+                value = float(score)
+            except ValueError:
+                value = None
+            if value is not None and not (isfinite(value) and -_F32_MAX <= value <= _F32_MAX):
+                value = None
+        if value is None:
+            try:
+                value = parse_score(score)
+            except ValueError as e:
+                raise DataError(f"{path}:{n}: {e}") from None
+        docs = run.get(qid)
+        if docs is None:
+            docs = run[qid] = {}
+        elif doc in docs:
+            first = where.get((qid, doc))
+            if first is None:  # find the first occurrence's line (rare: only for a duplicate)
+                first = _first_line(path, qid, doc)
+                where[(qid, doc)] = first
             dups.seen(n, first, qid, doc)
             continue
-        where[(qid, doc)] = n
-        run.setdefault(qid, {})[doc] = value
+        docs[doc] = value
     if not run:
         raise DataError(f"run file is empty: {path}")
     dups.report(warn_fn)
     return run
+
+
+def _first_line(path: Path, qid: str, doc: str) -> int:
+    """The line number of the first ``qid … doc`` line of a run file."""
+    for n, parts in _lines(path, "run"):
+        if len(parts) == 6 and parts[0] == qid and parts[2] == doc:
+            return n
+    return 0
 
 
 def read_qrels(path: str | Path, lenient: bool | None = None, warn: Warn | None = None) -> Qrels:
