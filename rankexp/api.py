@@ -445,13 +445,29 @@ def load_qrels(spec: str) -> dict[str, dict[str, int]]:
         raise DataError(f"--qrels {spec!r}: not a file, a directory or a known ir_datasets id") from None
     if not ds.has_qrels():
         raise DataError(f"--qrels {spec!r}: ir_datasets id {dataset_id!r} has no qrels")
+    from rankexp.eval.trec_io import _settings
+
+    lenient, warn = _settings(None, None)
+    dropped: list[tuple[str, str]] = []
     try:
         out: dict[str, dict[str, int]] = {}
         for qr in ds.qrels_iter():
-            out.setdefault(qr.query_id, {})[qr.doc_id] = int(qr.relevance)
-        return out
+            docs = out.setdefault(qr.query_id, {})
+            if qr.doc_id in docs:  # as strict as the file reader: trec_eval refuses a pair judged twice
+                if not lenient:
+                    raise DataError(f"ir_datasets {dataset_id!r}: qrels judge query {qr.query_id!r}, document {qr.doc_id!r} twice "
+                                    f"({docs[qr.doc_id]}, then {int(qr.relevance)}); --lenient keeps the first")
+                dropped.append((qr.query_id, qr.doc_id))
+                continue
+            docs[qr.doc_id] = int(qr.relevance)
+    except DataError:
+        raise
     except Exception as e:
         raise DataError(f"ir_datasets could not provide qrels for {dataset_id!r} ({type(e).__name__}; offline? set IR_DATASETS_HOME)") from e
+    if dropped:
+        warn(f"ir_datasets {dataset_id!r}: {len(dropped)} duplicate qrels pair(s) dropped, the first judgment kept "
+             f"(first: query {dropped[0][0]!r}, document {dropped[0][1]!r})")
+    return out
 
 
 def retrieve(cfg: DictConfig, split_name: str = "test") -> RunResult:

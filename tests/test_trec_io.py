@@ -207,3 +207,32 @@ def test_eval_cli_lenient(tmp_path):
     assert lenient.exit_code == 0, lenient.output
     assert "1 duplicate run line ignored" in lenient.output and "1 duplicate qrels line ignored" in lenient.output
     assert "RR@1\tall\t0.0000" in lenient.output and "RR\tall\t0.5000" in lenient.output
+
+
+def test_ir_datasets_qrels_are_as_strict_as_files(monkeypatch):
+    """A pair judged twice by an ir_datasets qrels iterator is refused (one line), or with the
+    lenient setting the first judgment is kept and one warning says so."""
+    from collections import namedtuple
+
+    import ir_datasets
+
+    from rankexp import api
+    from rankexp.errors import DataError
+    from rankexp.eval.trec_io import reading
+
+    Q = namedtuple("Q", "query_id doc_id relevance")
+
+    class Fake:
+        def has_qrels(self):
+            return True
+
+        def qrels_iter(self):
+            return iter([Q("1", "a", 1), Q("1", "b", 0), Q("1", "a", 2)])
+
+    monkeypatch.setattr(ir_datasets, "load", lambda _id: Fake())
+    with pytest.raises(DataError, match=r"judge query '1', document 'a' twice \(1, then 2\)"):
+        api.load_qrels("fake/id")
+    seen = []
+    with reading(lenient=True, warn=seen.append):
+        assert api.load_qrels("fake/id") == {"1": {"a": 1, "b": 0}}
+    assert len(seen) == 1 and "1 duplicate" in seen[0]
