@@ -301,6 +301,9 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
     # the untrained start on the same test queries (a row every study table needs): the module's
     # weights before fit are the fresh initialisation even when resuming (fit loads the checkpoint)
     untrained_run, untrained_dev = None, None
+    select_start = bool(cfg.train.get("select_start", False)) and has_dev
+    start_state = ({k: v.detach().clone() for k, v in module.state_dict().items()}
+                   if select_start and cfg.eval.get("untrained", True) else None)
     if cfg.eval.get("untrained", True) and trainer.is_global_zero:
         t0 = time.perf_counter()
         untrained_run, _, _, _ = predict_test(module)
@@ -330,6 +333,17 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
         state = torch.load(best_cb.best_model_path, map_location="cpu", weights_only=False)
         module.load_state_dict(state["state_dict"])
         best_step = int(state.get("global_step", best_step))
+    best_dev = float(best_cb.best_model_score) if best_cb is not None and best_cb.best_model_score is not None else None
+    kept_start = (start_state is not None and untrained_dev is not None and untrained_run is not None
+                  and (best_dev is None or untrained_dev >= best_dev - 1e-6))  # the logged best is float32: ties go to the start
+    if kept_start:  # train.select_start: no dev evaluation beat the start, so the start is the model
+        module.load_state_dict(start_state)
+        best_step, best_dev = 0, untrained_dev
+        if best_cb is not None and best_cb.best_model_path:
+            from rankexp.utils.io import atomic_open
+
+            with atomic_open(best_cb.best_model_path, "wb", encoding=None) as fh:
+                torch.save({"state_dict": start_state, "global_step": 0}, fh)
     t0 = time.perf_counter()
     model_run, retrieval, depth, measures = predict_test(module)
     timings.update({k: v for k, v in retrieval.pop("timings").items()})
@@ -363,8 +377,8 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
         # paired two-sided t-tests of the model against each reference row on the test queries
         "paired_ttest": paired,
         "learned": learned_verdict(paired.get("untrained"), dev_measure),
-        "dev": {"measure": dev_measure, "best": float(best_cb.best_model_score) if best_cb is not None and best_cb.best_model_score is not None else None,
-                "best_step": best_step, "untrained": untrained_dev},
+        "dev": {"measure": dev_measure, "best": best_dev, "best_step": best_step, "untrained": untrained_dev,
+                "kept_start": kept_start},
         "train": {"steps": trainer.global_step, "groups": len(groups), "group_size": len(groups[0].doc_ids) if groups else 0,
                   "negatives": sampler.stats(), "peak_rss_mb": peak_rss_mb(), "throughput": throughput.summary(), **{k: round(v, 4 if k.endswith("share") else 2) for k, v in timings.items()}},
         "cache": cache.summary(),

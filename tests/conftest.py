@@ -78,6 +78,7 @@ def fast_overrides(data_dir: Path, out: Path, **extra) -> list[str]:
         "data": "local", "data.path": str(data_dir), "model": "tiny", "logger": "none",
         "trainer.max_steps": 6, "train.val_every_n_steps": 3, "train.batch_size": 4, "train.num_negatives": 2,
         "eval.rerank_k": 20, "eval.dev_rerank_k": 10, "eval.batch_size": 32, "paths.output_dir": str(out),
+        "train.select_start": False,  # tests pin the trained model; select_start has its own tests
     }
     ovr.update(extra)
     return [f"{k}={v}" for k, v in ovr.items()]

@@ -229,3 +229,23 @@ def test_bi_encoder_rerank_pairs_equal_pairwise_forward(vaswani_slice, tmp_path)
         ref = enc(**pe.encode([q for q, _ in pairs], [d for _, d in pairs])).tolist()
     for (q, d), r in zip(pairs, ref):
         assert run[q][d] == pytest.approx(r, abs=1e-5)
+
+
+def test_select_start_keeps_the_untrained_start_when_no_dev_evaluation_beats_it(vaswani_slice, tmp_path):
+    """train.select_start: model selection includes step 0. A frozen model never beats its start on
+    dev (ties go to the start), so the start is kept: best.ckpt holds the start's weights at step 0."""
+    import torch
+
+    from hydra.utils import instantiate
+
+    cfg = compose(fast_overrides(vaswani_slice, tmp_path, **{"model.lr": 1e-30, "train.select_start": True}))
+    torch.manual_seed(int(cfg.seed))
+    init = instantiate(cfg.model.encoder).state_dict()
+    m = train(cfg).metrics
+    assert m["dev"]["kept_start"] is True and m["dev"]["best_step"] == 0
+    assert m["dev"]["best"] == pytest.approx(m["dev"]["untrained"]) and m["model"] == m["untrained"]
+    best = torch.load(tmp_path / "runs" / m["run_id"] / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    assert best["global_step"] == 0 and all(torch.equal(v, best["state_dict"][f"encoder.{k}"]) for k, v in init.items())
+    # without it, the last best dev evaluation is the model (step > 0)
+    off = train(compose(fast_overrides(vaswani_slice, tmp_path / "off", **{"model.lr": 1e-30}))).metrics
+    assert off["dev"]["kept_start"] is False and off["dev"]["best_step"] > 0

@@ -128,6 +128,7 @@ COMMON: dict[str, Spec] = {
     "train.early_stopping.enabled": BOOL,
     "train.early_stopping.patience": NONNEG_INT,
     "train.keep_last_checkpoint": BOOL,
+    "train.select_start": BOOL,
     "eval.measures": STR_LIST,
     "eval.mode": one_of("auto", "rerank", "retrieve"),
     "eval.untrained": BOOL,
