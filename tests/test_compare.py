@@ -279,7 +279,7 @@ def test_dev_curve_is_mean_and_std_over_seeds_at_each_evaluated_step(fx):
             recs = [json.loads(line) for line in (runs[(loss, seed)] / "history.jsonl").read_text().splitlines() if line.strip()]
             per_seed.append({r["step"]: r["val/nDCG@10"] for r in recs if r.get("val/nDCG@10") is not None})
         steps = sorted(set(per_seed[0]) & set(per_seed[1]))
-        assert steps == [3, 6]  # val_every_n_steps=3, max_steps=6
+        assert steps == [0, 3, 6]  # the untrained start (step 0), then val_every_n_steps=3, max_steps=6
         curve = s["dev_curve"]
         assert curve["measure"] == "nDCG@10" and [p["step"] for p in curve["points"]] == steps
         for p in curve["points"]:
@@ -287,7 +287,7 @@ def test_dev_curve_is_mean_and_std_over_seeds_at_each_evaluated_step(fx):
             assert p["mean"] == pytest.approx(np.mean(vals), abs=1e-12)
             assert p["std"] == pytest.approx(np.std(vals, ddof=1), abs=1e-12)
     md = invoke(out / "runs", "--format", "markdown").stdout
-    assert "Dev nDCG@10 over training" in md and "| step 3 | step 6 |" in md
+    assert "Dev nDCG@10 over training" in md and "| step 0 | step 3 | step 6 |" in md
     table = invoke(out / "runs")
     assert table.exit_code == 0 and "dev nDCG@10 over training" in table.stdout
 

@@ -255,7 +255,7 @@ def test_sigterm_in_process_saves_and_resumes_exactly(vaswani_slice, tmp_path, r
     done = threading.Event()
 
     def send():
-        if wait_for(lambda: done.is_set() or (hist.exists() and '"val/' in hist.read_text()), timeout=300, step=0.02):
+        if wait_for(lambda: done.is_set() or (hist.exists() and '{"step": 3, "val/' in hist.read_text()), timeout=300, step=0.02):
             time.sleep(0.45)  # into the next interval (steps take >= 0.3 s): a mid-interval checkpoint
             if not done.is_set():
                 os.kill(os.getpid(), signal.SIGTERM)
@@ -278,7 +278,7 @@ def test_sigterm_in_process_saves_and_resumes_exactly(vaswani_slice, tmp_path, r
     res = api.train(cfg)
     assert rd.status() == "complete"
     records = [json.loads(l) for l in hist.read_text().splitlines()]
-    assert [h["step"] for h in records if "val/nDCG@10" in h] == [3, 6, 9, 12]
+    assert [h["step"] for h in records if "val/nDCG@10" in h] == [0, 3, 6, 9, 12]  # step 0: the untrained start, once
     assert {"event": "resumed", "step": state["global_step"]} in records
     assert (res.path / "run.trec").read_text() == (reference / "run.trec").read_text()
 
@@ -349,7 +349,7 @@ def start_train(ovr, **extra_env) -> subprocess.Popen:
 def phase_reached(rd: RunDir, phase: str):
     if phase == "prepare":  # the run has started: status written, data being prepared
         return lambda: rd.raw_state() == "running"
-    return lambda: (rd.path / "history.jsonl").exists() and '"val/' in (rd.path / "history.jsonl").read_text()
+    return lambda: (rd.path / "history.jsonl").exists() and '{"step": 3, "val/' in (rd.path / "history.jsonl").read_text()
 
 
 @pytest.mark.slow
@@ -375,7 +375,7 @@ def test_signal_then_rerun_equals_uninterrupted(vaswani_slice, tmp_path, referen
     assert (rd.path / "run.trec").read_text() == (reference / "run.trec").read_text()
     hist = [json.loads(l) for l in (rd.path / "history.jsonl").read_text().splitlines()]
     steps = [h["step"] for h in hist if "val/nDCG@10" in h]
-    assert steps == sorted(set(steps)) == [3, 6, 9, 12], "no dev evaluation lost or repeated"
+    assert steps == sorted(set(steps)) == [0, 3, 6, 9, 12], "no dev evaluation lost or repeated (step 0: the start)"
 
 
 @pytest.mark.slow
@@ -407,7 +407,7 @@ def test_two_live_trainings_one_refuses(vaswani_slice, tmp_path):
     first.communicate(timeout=300)
     assert first.returncode == 0
     hist = [json.loads(l) for l in (rd.path / "history.jsonl").read_text().splitlines()]
-    assert [h["step"] for h in hist if "val/nDCG@10" in h] == [3, 6, 9, 12], "one writer"
+    assert [h["step"] for h in hist if "val/nDCG@10" in h] == [0, 3, 6, 9, 12], "one writer"
 
 
 def children_of(pid: int) -> list[int]:
