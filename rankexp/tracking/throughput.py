@@ -126,7 +126,7 @@ class ThroughputCallback(pl.Callback):
         achieved = acc["flops"] / s
         return {"pairs_per_s": round(acc["pairs"] / s, 2), "tokens_per_s": round(acc["tokens"] / s, 1),
                 "pad_share": round(1 - acc["tokens"] / acc["padded"], 4) if acc["padded"] else None,
-                "model_tflops": round(achieved / 1e12, 4),
+                "model_tflops": round(achieved / 1e12, 6),
                 "mfu": round(achieved / (self.peak * 1e12), 5) if self.peak else None}
 
     def summary(self) -> dict[str, Any]:
