@@ -268,6 +268,15 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
     if mode == "retrieve" and not bi:
         raise ConfigError("eval.mode=retrieve needs a bi-encoder (model=bi_encoder); a cross-encoder can only rerank")
 
+    def score_candidates(mod, pair_list: list[tuple[str, str]], description: str, fast: str | None = None) -> dict:
+        """(query, doc) pairs scored by ``mod``: a bi-encoder encodes each distinct query and document
+        once; a cross-encoder scores the pairs in length-sorted batches."""
+        if bi:
+            from rankexp.retrieval.dense import rerank_pairs
+
+            return rerank_pairs(mod.encoder, collection, cache, pair_list, int(cfg.eval.batch_size), device, fast=fast)
+        return score_pairs(mod.encoder, pair_loader(pair_list, pairs, int(cfg.eval.batch_size)), description, device, fast=fast)
+
     def predict_test(mod) -> tuple[dict, dict[str, Any], int, list[str]]:
         """The test split's ranking by ``mod``: reranked first-stage candidates, or (a bi-encoder with
         ``eval.mode=retrieve``) exact top-k retrieval from the whole corpus."""
@@ -288,32 +297,21 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
                                     "timings": {"index_s": index_s, "retrieve_s": time.perf_counter() - t_pred - index_s}}
             return run, info, k, [str(m) for m in parse_measures(list(cfg.eval.retrieval_measures))]
         k = int(cfg.eval.rerank_k)
-        if bi:  # each distinct query and candidate encoded once
-            from rankexp.retrieval.dense import rerank_pairs
-
-            run = rerank_pairs(mod.encoder, collection, cache, candidates(split["test"], k), int(cfg.eval.batch_size), device,
-                               fast=cfg.eval.get("fast"))
-            return run, {"mode": "rerank", "k": k, "timings": {"rerank_s": time.perf_counter() - t_pred}}, k, measures
-        run = score_pairs(mod.encoder, pair_loader(candidates(split["test"], k), pairs, int(cfg.eval.batch_size)),
-                          "reranking test", device, fast=cfg.eval.get("fast"))
+        run = score_candidates(mod, candidates(split["test"], k), "reranking test", cfg.eval.get("fast"))
         return run, {"mode": "rerank", "k": k, "timings": {"rerank_s": time.perf_counter() - t_pred}}, k, measures
 
     # the untrained start on the same test queries (a row every study table needs): the module's
     # weights before fit are the fresh initialisation even when resuming (fit loads the checkpoint)
-    untrained_run, untrained_dev = None, None
+    untrained, untrained_run, untrained_dev = None, None, None
     select_start = bool(cfg.train.get("select_start", False)) and has_dev
     start_state = ({k: v.detach().clone() for k, v in module.state_dict().items()}
                    if select_start and cfg.eval.get("untrained", True) else None)
     if cfg.eval.get("untrained", True) and trainer.is_global_zero:
         t0 = time.perf_counter()
-        untrained_run, _, _, _ = predict_test(module)
+        untrained = predict_test(module)
+        untrained_run = untrained[0]
         if has_dev:  # the dev measure at step 0, so dev curves start where training starts
-            if bi:
-                from rankexp.retrieval.dense import rerank_pairs
-
-                dev_run = rerank_pairs(module.encoder, collection, cache, dev_pairs, int(cfg.eval.batch_size), device)
-            else:
-                dev_run = score_pairs(module.encoder, pair_loader(dev_pairs, pairs, int(cfg.eval.batch_size)), "scoring dev", device)
+            dev_run = score_candidates(module, dev_pairs, "scoring dev")
             untrained_dev = evaluate(dev_run, dev_qrels, [dev_measure], qids=split["dev"], complete=True).aggregate[dev_measure]
             if resume is None:
                 rd.append_history({"step": 0, f"val/{dev_measure}": untrained_dev, "elapsed_s": 0.0})
@@ -344,9 +342,10 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
 
             with atomic_open(best_cb.best_model_path, "wb", encoding=None) as fh:
                 torch.save({"state_dict": start_state, "global_step": 0}, fh)
-    t0 = time.perf_counter()
-    model_run, retrieval, depth, measures = predict_test(module)
-    timings.update({k: v for k, v in retrieval.pop("timings").items()})
+    # the kept start's test ranking is the untrained one already computed (same weights): not scored twice
+    model_run, retrieval, depth, measures = untrained if kept_start else predict_test(module)
+    retrieval = dict(retrieval)
+    timings.update(retrieval.pop("timings"))
     baseline_run = {q: dict(sort_ranking(fs_run[q])[:depth]) for q in split["test"] if q in fs_run}
     test_qrels = {q: collection.qrels[q] for q in split["test"]}
     model_eval = evaluate(model_run, test_qrels, measures, qids=split["test"], complete=True)
