@@ -135,7 +135,7 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
 
     from rankexp.data.collection import load_collection
     from rankexp.data.examples import build_groups
-    from rankexp.data.splits import split_queries
+    from rankexp.data.splits import resolve_splits
     from rankexp.data.negatives.base import MiningContext
     from rankexp.data.tokens import BiPairEncoder, PairEncoder, build_token_tables
     from rankexp.eval.measures import PROVIDER, evaluate, parse_measures
@@ -163,9 +163,8 @@ def _train(cfg: DictConfig, rd: RunDir, resume: Path | None):
 
     # ---- data, split, first stage
     collection = load_collection(cfg.data)
-    split = split_queries(collection.queries_with_relevant(), cfg.data.split.dev, cfg.data.split.test, cfg.data.split.seed)
-    rd.write_json("split.json", {"rule": "shuffle(queries with rel>=1, Random(split.seed)); test, dev, rest=train",
-                                 "seed": cfg.data.split.seed, **split})
+    split, split_record = resolve_splits(cfg.data, collection)  # official data.splits, else the seeded random split
+    rd.write_json("split.json", split_record)
     cache = Cache(Path(cfg.paths.cache_dir))
     fs_run = first_stage.retrieve(collection, cache)
     timings["preprocess_first_stage_s"] = time.perf_counter() - t_start

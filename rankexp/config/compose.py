@@ -17,6 +17,7 @@ from rankexp.utils.hashing import stable_hash
 
 CONF_DIR = Path(__file__).resolve().parent.parent / "conf"
 RUN_ID_IGNORE = ("paths", "logger", "run", "hydra")
+ID_NEUTRAL = CONF_DIR / "_id_neutral.yaml"
 SWEEP_CHARS = re.compile(r"^[^=]+=.*(,|^glob\(|^range\(|^choice\()")
 
 
@@ -109,14 +110,44 @@ def to_container(cfg: DictConfig) -> dict:
         raise ConfigError(f"config does not resolve: {one_line(e)}") from None
 
 
+def id_neutral() -> dict[str, object]:
+    """``conf/_id_neutral.yaml``: options added after run ids were first handed out, each with the
+    value it was added with (dotted key -> value)."""
+    return dict(OmegaConf.to_container(OmegaConf.load(ID_NEUTRAL)) or {})  # type: ignore[arg-type]
+
+
+def drop_id_neutral(data: dict, neutral: dict[str, object]) -> dict:
+    """``data`` without the registered options that hold their added-with value or null; a mapping
+    left empty by that is dropped too. Every other key is kept, nulls included (the ids of runs made
+    before the registry stay what they were)."""
+    for key, added_with in neutral.items():
+        *parents, leaf = key.split(".")
+        chain, node = [], data
+        for p in parents:
+            if not isinstance(node, dict) or not isinstance(node.get(p), dict):
+                node = None
+                break
+            chain.append((node, p))
+            node = node[p]
+        if not isinstance(node, dict) or leaf not in node or node[leaf] not in (None, added_with):
+            continue
+        del node[leaf]
+        for parent, name in reversed(chain):  # prune what this emptied
+            if parent[name]:
+                break
+            del parent[name]
+    return data
+
+
 def run_id(cfg: DictConfig) -> str:
-    """Hash of the resolved config minus output paths, logging and runtime flags."""
+    """Hash of the resolved config minus output paths, logging, runtime flags and the id-neutral
+    options that hold their added-with value (``conf/_id_neutral.yaml``)."""
     data = to_container(cfg)
     for key in RUN_ID_IGNORE:
         data.pop(key, None)
     if isinstance(data.get("data"), dict) and data["data"].get("path"):
         data["data"]["path"] = str(Path(data["data"]["path"]).expanduser().resolve())
-    return stable_hash(data, 10)
+    return stable_hash(drop_id_neutral(data, id_neutral()), 10)
 
 
 def build(node, what: str, **kwargs):

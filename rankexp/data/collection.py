@@ -243,7 +243,6 @@ def load_irds(dataset_id: str, fields: Sequence[str] = ("title", "text"), name: 
         raise DataError(f"ir_datasets id {dataset_id!r} has no {', '.join(missing)}; pick a subset that has docs, queries and qrels")
     notes: list[str] = []
     dup_docs: list[str] = []
-    dup_queries: list[str] = []
     try:
         docs = {}
         for d in ds.docs_iter():
@@ -254,22 +253,9 @@ def load_irds(dataset_id: str, fields: Sequence[str] = ("title", "text"), name: 
             if not values:
                 values = [d.default_text()]
             docs[d.doc_id] = _join_fields(values)
-        queries = {}
-        for q in ds.queries_iter():
-            if q.query_id in queries:
-                dup_queries.append(q.query_id)
-                continue
-            queries[q.query_id] = _query_text(q)
-        qrels: dict[str, dict[str, int]] = {}
-        for qr in ds.qrels_iter():
-            qrels.setdefault(qr.query_id, {})[qr.doc_id] = int(qr.relevance)
-    except DataError:
-        raise
     except Exception as e:  # network or archive problems surface from deep inside ir_datasets
-        raise DataError(
-            f"ir_datasets could not provide {dataset_id!r}: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e).strip() else ''}"
-            " (offline? point IR_DATASETS_HOME at a seeded cache, or use data=local data.path=DIR)"
-        ) from e
+        raise _irds_unavailable(dataset_id, e) from e
+    queries, qrels, dup_queries = _irds_queries_qrels(ds, dataset_id)
     where = f"ir_datasets {dataset_id}"
     for what, dups in (("document", dup_docs), ("query", dup_queries)):
         if dups:
@@ -282,6 +268,30 @@ def load_irds(dataset_id: str, fields: Sequence[str] = ("title", "text"), name: 
     check_consistency(coll, where=f"{where} qrels")
     report(coll.notes)
     return coll
+
+
+def _irds_unavailable(dataset_id: str, e: Exception) -> DataError:
+    first = str(e).strip().splitlines()[0] if str(e).strip() else ""
+    return DataError(f"ir_datasets could not provide {dataset_id!r}: {type(e).__name__}: {first}"
+                     " (offline? point IR_DATASETS_HOME at a seeded cache, or use data=local data.path=DIR)")
+
+
+def _irds_queries_qrels(ds, dataset_id: str) -> tuple[dict[str, str], dict[str, dict[str, int]], list[str]]:
+    """Queries (first occurrence kept), qrels and the duplicate query ids of an ir_datasets dataset."""
+    queries: dict[str, str] = {}
+    dups: list[str] = []
+    qrels: dict[str, dict[str, int]] = {}
+    try:
+        for q in ds.queries_iter():
+            if q.query_id in queries:
+                dups.append(q.query_id)
+                continue
+            queries[q.query_id] = _query_text(q)
+        for qr in ds.qrels_iter():
+            qrels.setdefault(qr.query_id, {})[qr.doc_id] = int(qr.relevance)
+    except Exception as e:
+        raise _irds_unavailable(dataset_id, e) from e
+    return queries, qrels, dups
 
 
 def _query_text(q) -> str:
@@ -313,6 +323,72 @@ def check_consistency(coll: Collection, where: str | None = None) -> None:
     if len(known_q) < len(judged_q):
         missing = natural_sorted(judged_q - known_q)
         coll.notes.append(f"{where}: {_plural(len(missing), 'judged query id')} without query text: {_examples([repr(q) for q in missing])}")
+
+
+# ---------------------------------------------------------------- query sets (official splits)
+@dataclass
+class QuerySet:
+    """Queries and their judgments over a collection's corpus: one official split
+    (``data.splits.{train,dev,test}``), from an ir_datasets id or a local queries + qrels pair."""
+
+    source: str
+    fingerprint: str
+    queries: dict[str, str]
+    qrels: dict[str, dict[str, int]]
+    docs_namespace: str | None = None  # ir_datasets' corpus name (e.g. beir/scifact), to match the corpus
+    notes: list[str] = field(default_factory=list)
+
+
+def docs_namespace(dataset_id: str) -> str | None:
+    """The corpus an ir_datasets id's documents belong to (``beir/scifact/test`` -> ``beir/scifact``)."""
+    import ir_datasets
+
+    try:
+        ds = ir_datasets.load(dataset_id)
+        return ds.docs_handler().docs_namespace() if ds.has_docs() else None
+    except Exception:  # unknown ids are reported by whoever loads them
+        return None
+
+
+def load_query_set(dataset_id: str | None = None, queries: str | Path | None = None, qrels: str | Path | None = None) -> QuerySet:
+    """An ir_datasets id with queries and qrels, or a local ``queries`` (qid<TAB>text) + ``qrels`` (TREC) pair."""
+    notes: list[str] = []
+    if dataset_id:
+        import ir_datasets
+
+        try:
+            ds = ir_datasets.load(dataset_id)
+        except KeyError:
+            raise DataError(f"unknown ir_datasets id {dataset_id!r} (see https://ir-datasets.com)") from None
+        missing = [w for w, has in (("queries", ds.has_queries()), ("qrels", ds.has_qrels())) if not has]
+        if missing:
+            raise DataError(f"ir_datasets id {dataset_id!r} has no {', '.join(missing)}; a split needs queries and qrels")
+        qs, qr, dups = _irds_queries_qrels(ds, dataset_id)
+        if dups:
+            notes.append(f"ir_datasets {dataset_id}: {_plural(len(dups), 'duplicate query id')}, the first occurrence of each kept: "
+                         f"{_examples([repr(i) for i in dups])}")
+        return QuerySet(f"ir_datasets:{dataset_id}", f"irds:{dataset_id}", qs, qr, docs_namespace(dataset_id), notes)
+    if not queries or not qrels:
+        raise DataError("a local split needs both queries (qid<TAB>text) and qrels (TREC) files")
+    qpath, rpath = Path(queries).expanduser(), Path(qrels).expanduser()
+    if not rpath.is_file():
+        raise DataError(f"qrels file not found: {rpath}")
+    qs = read_queries_tsv(qpath, notes)
+    _check_text(rpath, notes)
+    qr = read_qrels(rpath)
+    fp = "local:" + files_digest([qpath, rpath])
+    return QuerySet(f"{qpath.resolve()} + {rpath.resolve()}", fp, qs, qr, None, notes)
+
+
+def add_query_set(coll: Collection, qs: QuerySet) -> None:
+    """Merge a split's queries and judgments into ``coll`` (the split's own win for its query ids) and
+    extend the fingerprint, so caches keyed by it (tokens, first-stage runs) see the added queries."""
+    coll.queries.update(qs.queries)
+    for q in qs.queries:
+        if q in qs.qrels:
+            coll.qrels[q] = dict(qs.qrels[q])
+    coll.fingerprint += "+" + qs.fingerprint
+    coll.notes.extend(qs.notes)
 
 
 def load_collection(cfg) -> Collection:
