@@ -488,7 +488,7 @@ def retrieve(cfg: DictConfig, split_name: str = "test") -> RunResult:
     ``run.trec``, ``metrics.json`` and ``perquery.tsv`` under ``<output_dir>/retrievals/<id>/``."""
     from rankexp.config.compose import build
     from rankexp.data.collection import load_collection
-    from rankexp.data.splits import split_queries
+    from rankexp.data.splits import resolve_splits
     from rankexp.errors import ConfigError
     from rankexp.eval.measures import PROVIDER, evaluate, parse_measures
     from rankexp.eval.trec_io import sort_ranking, write_run
@@ -503,7 +503,7 @@ def retrieve(cfg: DictConfig, split_name: str = "test") -> RunResult:
     first_stage = build(cfg.first_stage, "first_stage")
     collection = load_collection(cfg.data)
     judged = collection.queries_with_relevant()
-    qids = judged if split_name == "all" else split_queries(judged, cfg.data.split.dev, cfg.data.split.test, cfg.data.split.seed)[split_name]
+    qids = judged if split_name == "all" else resolve_splits(cfg.data, collection)[0][split_name]
     cont = to_container(cfg)
     rid = stable_hash({"data": cont["data"], "first_stage": cont["first_stage"], "split": split_name,
                        "k": cont["eval"]["retrieval_k"]}, 10)
