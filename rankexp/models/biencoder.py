@@ -10,6 +10,7 @@ Training divides similarities by ``temperature`` before the softmax (cos with 0.
 from __future__ import annotations
 
 import copy
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -17,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from rankexp.errors import ConfigError
+from rankexp.models.checkpoints import load_weights, resolve_checkpoint
 from rankexp.models.encoders import load_tokenizer, load_transformer, pool
 
 
@@ -59,8 +61,6 @@ class BiEncoder(nn.Module):
         self.identity = {"name": name, "tiny": dict(tiny) if tiny else None, "pooling": pooling,
                          "similarity": similarity, "shared": shared}
         if checkpoint:
-            from rankexp.retrieval.dense import load_weights
-
             load_weights(self, checkpoint)
 
     def unshare(self) -> None:
@@ -89,3 +89,24 @@ class BiEncoder(nn.Module):
     def doc_state(self) -> dict[str, torch.Tensor]:
         """The weights that determine document embeddings (for the index's cache key)."""
         return self.side("doc").state_dict()
+
+
+def load_bi_encoder(model: str, **kwargs):
+    """A :class:`BiEncoder` from a HF name/path, or from a rankexp run directory / ``.ckpt``
+    (its ``config.yaml`` gives the architecture; ``kwargs`` fill in for a bare HF name)."""
+    from omegaconf import OmegaConf
+
+    p = Path(str(model)).expanduser()
+    if p.exists() and (p.is_dir() and (p / "checkpoints").exists() or p.suffix == ".ckpt"):
+        ckpt, cfg_path = resolve_checkpoint(p)
+        if cfg_path is None:
+            raise ConfigError(f"{model}: cannot tell the architecture (no config.yaml beside the checkpoint)")
+        enc = OmegaConf.to_container(OmegaConf.load(cfg_path).model.encoder, resolve=True)
+        if not str(enc.get("_target_", "")).endswith("BiEncoder"):
+            raise ConfigError(f"{model}: not a bi-encoder run ({enc.get('_target_')}); dense retrieval needs one")
+        enc.pop("_target_")
+        enc["checkpoint"] = None
+        encoder = BiEncoder(**enc)
+        load_weights(encoder, ckpt)
+        return encoder
+    return BiEncoder(name=model, **kwargs)

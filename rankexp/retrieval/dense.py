@@ -8,7 +8,7 @@
 * :func:`build_index` caches the matrix under ``cache/dense_index/<hash>`` keyed by the hash of the
   document encoder's weights and the collection, so a model's index is built once.
 * :class:`DenseRetriever` is a first stage (``first_stage=dense``): any bi-encoder (a HF name, or a
-  rankexp run directory / ``.ckpt``) retrieves the top ``k`` of the whole corpus for every query.
+  rankexp run directory / ``.ckpt``, loaded by :mod:`rankexp.models.checkpoints`) retrieves the top ``k`` of the whole corpus for every query.
   :class:`Hybrid` fuses BM25 with it (``first_stage=hybrid``).
 """
 
@@ -26,6 +26,9 @@ import torch
 from rankexp.data.collection import Collection
 from rankexp.errors import ConfigError
 from rankexp.eval.trec_io import Run, write_run
+from rankexp.models.biencoder import load_bi_encoder as load_bi_encoder  # checkpoint loading lives in rankexp.models
+from rankexp.models.checkpoints import load_weights as load_weights
+from rankexp.models.checkpoints import resolve_checkpoint as resolve_checkpoint
 from rankexp.tracking.cache import Cache, read_file
 from rankexp.utils.hashing import stable_hash
 
@@ -224,59 +227,6 @@ def search_embeddings(index: DenseIndex, q: np.ndarray, queries: Sequence[str], 
         for row, qid in enumerate(queries[start : start + 256]):
             run[qid] = {index.doc_ids[int(j)]: float(v) for v, j in zip(s[row], i[row])}
     return run
-
-
-def resolve_checkpoint(spec: str | Path) -> tuple[Path, Path | None]:
-    """A run directory (its ``checkpoints/best.ckpt`` or ``last.ckpt``) or a ``.ckpt`` file ->
-    (checkpoint path, the run's ``config.yaml`` if there is one)."""
-    p = Path(spec).expanduser()
-    if p.is_dir():
-        for name in ("best.ckpt", "last.ckpt"):
-            if (p / "checkpoints" / name).exists():
-                return p / "checkpoints" / name, p / "config.yaml" if (p / "config.yaml").exists() else None
-        raise ConfigError(f"{p}: a run directory without checkpoints/best.ckpt or last.ckpt")
-    if p.is_file():
-        cfg = p.parent.parent / "config.yaml"
-        return p, cfg if cfg.exists() else None
-    raise ConfigError(f"checkpoint {str(spec)!r}: no such run directory or .ckpt file")
-
-
-def load_weights(encoder: torch.nn.Module, checkpoint: str | Path) -> None:
-    """Load a rankexp checkpoint's ``encoder.*`` weights into ``encoder`` (a shared model's weights
-    go to both sides of an unshared one)."""
-    path, _ = resolve_checkpoint(checkpoint)
-    state = torch.load(path, map_location="cpu", weights_only=False).get("state_dict", {})
-    weights = {k[len("encoder."):]: v for k, v in state.items() if k.startswith("encoder.")}
-    if not weights:
-        raise ConfigError(f"{path}: no encoder weights in this checkpoint")
-    if getattr(encoder, "doc_model", None) is not None and not any(k.startswith("doc_model.") for k in weights):
-        weights.update({"doc_model." + k[len("query_model."):]: v for k, v in weights.items() if k.startswith("query_model.")})
-    missing, unexpected = encoder.load_state_dict(weights, strict=False)
-    if unexpected or missing:
-        raise ConfigError(f"{path}: checkpoint does not fit this model (missing {len(missing)}, unexpected {len(unexpected)} tensors)")
-
-
-def load_bi_encoder(model: str, **kwargs):
-    """A :class:`BiEncoder` from a HF name/path, or from a rankexp run directory / ``.ckpt``
-    (its ``config.yaml`` gives the architecture; ``kwargs`` fill in for a bare HF name)."""
-    from omegaconf import OmegaConf
-
-    from rankexp.models.biencoder import BiEncoder
-
-    p = Path(str(model)).expanduser()
-    if p.exists() and (p.is_dir() and (p / "checkpoints").exists() or p.suffix == ".ckpt"):
-        ckpt, cfg_path = resolve_checkpoint(p)
-        if cfg_path is None:
-            raise ConfigError(f"{model}: cannot tell the architecture (no config.yaml beside the checkpoint)")
-        enc = OmegaConf.to_container(OmegaConf.load(cfg_path).model.encoder, resolve=True)
-        if not str(enc.get("_target_", "")).endswith("BiEncoder"):
-            raise ConfigError(f"{model}: not a bi-encoder run ({enc.get('_target_')}); dense retrieval needs one")
-        enc.pop("_target_")
-        enc["checkpoint"] = None
-        encoder = BiEncoder(**enc)
-        load_weights(encoder, ckpt)
-        return encoder
-    return BiEncoder(name=model, **kwargs)
 
 
 class DenseRetriever:
