@@ -22,6 +22,12 @@ class Weighter:
     def setup(self, first_stage: Mapping[str, Mapping[str, float]], qrels: Mapping[str, Mapping[str, int]], max_steps: int) -> None:
         pass
 
+    def training_run(self, first_stage: Mapping[str, Mapping[str, float]], train_qids: Sequence[str],
+                     doc_ids) -> Mapping[str, Mapping[str, float]]:
+        """The run ``setup`` receives: the first stage's, restricted to the training queries by the
+        caller. A technique that reads its own ranking (a run file) returns that instead."""
+        return first_stage
+
     def __call__(self, qids: Sequence[str], doc_ids: Sequence[Sequence[str]], step: int) -> torch.Tensor:  # pragma: no cover
         raise NotImplementedError
 

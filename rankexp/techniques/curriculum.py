@@ -251,6 +251,10 @@ class CurriculumWeighter(Weighter):
         self._likeness: dict[str, dict[str, float]] = {}
         self._seen: list[torch.Tensor] = []
 
+    def training_run(self, first_stage, train_qids, doc_ids):
+        """``curriculum.run_file``: the easiness comes from another ranker's run (training queries only)."""
+        return load_run_file(self.run_file, train_qids, doc_ids) if self.run_file else first_stage
+
     def setup(self, first_stage: Run, qrels: Qrels, max_steps: int) -> None:
         if self.m_steps is not None:
             self.m = int(self.m_steps)

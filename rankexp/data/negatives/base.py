@@ -55,6 +55,10 @@ class NegativeSampler:
                 taken.add(d)
         return picked
 
+    def train_timings(self, train_s: float) -> dict[str, float]:
+        """Shares of the training time ``train_s`` this sampler spent (metrics.json ``train``); none by default."""
+        return {}
+
     def fallback_count(self) -> int:
         """Negatives drawn at random so far because this sampler's (or its sources') pool ran dry."""
         return int(getattr(self, "fallbacks", 0)) + sum(s.fallback_count() for s in getattr(self, "samplers", ()))

@@ -59,6 +59,13 @@ class DenseDynamicNegatives(NegativeSampler):
         self.index_digest = self.index.digest()
         self.relevant = {q: collection.relevant(q) for q in collection.queries}
 
+    def train_timings(self, train_s: float) -> dict[str, float]:
+        """The share of training spent re-retrieving (and filtering) per step."""
+        if train_s <= 0:
+            return {}
+        return {"adore_retrieval_share": self.retrieval_s / train_s,
+                "adore_retrieval_and_filter_share": (self.retrieval_s + self.candidates_s) / train_s}
+
     def sample(self, qid, exclude, n, rng, positive=None):
         return []  # negatives come from the training step
 
