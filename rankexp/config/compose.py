@@ -117,7 +117,8 @@ def id_neutral() -> dict[str, object]:
 
 
 def drop_id_neutral(data: dict, neutral: dict[str, object]) -> dict:
-    """``data`` without the registered options that hold their added-with value or null; a mapping
+    """``data`` without the registered options that hold their added-with value (or one of
+    ``{any_of: [...]}``, for an option added with a different value per config option) or null; a mapping
     left empty by that is dropped too. Every other key is kept, nulls included (the ids of runs made
     before the registry stay what they were)."""
     for key, added_with in neutral.items():
@@ -129,7 +130,8 @@ def drop_id_neutral(data: dict, neutral: dict[str, object]) -> dict:
                 break
             chain.append((node, p))
             node = node[p]
-        if not isinstance(node, dict) or leaf not in node or node[leaf] not in (None, added_with):
+        allowed = added_with["any_of"] if isinstance(added_with, dict) and "any_of" in added_with else [added_with]
+        if not isinstance(node, dict) or leaf not in node or node[leaf] not in (None, *allowed):
             continue
         del node[leaf]
         for parent, name in reversed(chain):  # prune what this emptied

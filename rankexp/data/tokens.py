@@ -12,7 +12,7 @@ import hashlib
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import numpy as np
 import torch
@@ -236,3 +236,59 @@ class BiPairEncoder:
 
     def encode_groups(self, qids: Sequence[str], flat_dids: Sequence[str]) -> dict[str, dict[str, torch.Tensor]]:
         return {"queries": self.query_text.encode(qids), "docs": self.doc_text.encode(flat_dids)}
+
+
+class OverlayTable:
+    """A token table with some entries' text given in memory (e.g. perturbed documents): those ids
+    are tokenized now, exactly as the cached table tokenizes (no special tokens, truncated to
+    ``max_len``); every other id reads the cached ``base`` table. Ids absent from ``base`` may be added."""
+
+    def __init__(self, base: TokenTable, tokenizer, texts: Mapping[str, str], max_len: int):
+        self.base = base
+        ids = list(texts)
+        rows = tokenizer([texts[i] for i in ids], add_special_tokens=False, truncation=True, max_length=max_len)["input_ids"] if ids else []
+        self.rows = {i: np.asarray(r, dtype=np.int32) for i, r in zip(ids, rows)}
+        self.ids = list(base.ids) + [i for i in ids if i not in base.index]
+        self.full_lengths = None
+        self.label = base.label
+
+    def __contains__(self, key: str) -> bool:
+        return key in self.rows or key in self.base.index
+
+    def get(self, key: str) -> np.ndarray:
+        row = self.rows.get(key)
+        return row if row is not None else self.base.get(key)
+
+    def length(self, key: str) -> int:
+        row = self.rows.get(key)
+        return len(row) if row is not None else self.base.length(key)
+
+    def note_truncation(self, limit: int, special: bool) -> int:
+        return self.base.note_truncation(limit, special)
+
+
+@dataclass
+class Texts:
+    """The token tables a scorer reads: a collection's cached documents and queries, optionally with
+    some texts given in memory (:meth:`with_texts`)."""
+
+    docs: TokenTable | OverlayTable
+    queries: TokenTable | OverlayTable
+    tokenizer: object = field(repr=False)
+    max_length: int = 0
+    max_query_length: int = 0
+
+    def with_texts(self, docs: Mapping[str, str] | None = None, queries: Mapping[str, str] | None = None) -> "Texts":
+        """These tables with ``docs`` / ``queries`` (id -> text) replacing or adding entries."""
+        d = OverlayTable(self.docs, self.tokenizer, docs, self.max_length) if docs else self.docs
+        q = OverlayTable(self.queries, self.tokenizer, queries, self.max_query_length) if queries else self.queries
+        return Texts(d, q, self.tokenizer, self.max_length, self.max_query_length)
+
+    def has_doc(self, doc_id: str) -> bool:
+        return doc_id in self.docs if isinstance(self.docs, OverlayTable) else doc_id in self.docs.index
+
+
+def build_texts(collection: Collection, encoder, cache: Cache) -> Texts:
+    """``encoder``'s (tokenizer, max_length, max_query_length) token tables of ``collection``, cached."""
+    docs, queries = build_token_tables(collection, encoder.tokenizer, encoder.max_length, encoder.max_query_length, cache)
+    return Texts(docs, queries, encoder.tokenizer, encoder.max_length, encoder.max_query_length)
