@@ -344,8 +344,7 @@ def docs_namespace(dataset_id: str) -> str | None:
     import ir_datasets
 
     try:
-        ds = ir_datasets.load(dataset_id)
-        return ds.docs_handler().docs_namespace() if ds.has_docs() else None
+        return ir_datasets.docs_parent_id(dataset_id)
     except Exception:  # unknown ids are reported by whoever loads them
         return None
 

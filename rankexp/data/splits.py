@@ -113,6 +113,7 @@ def resolve_splits(data_cfg: Mapping[str, Any], collection, load=None) -> tuple[
             if part not in parts:
                 parts[part], rules[part] = list(base), own
         if "dev" not in parts:
+            _check_disjoint({**parts, "dev": []}, given)  # before carving, so an overlap is named as train's
             parts["train"], parts["dev"] = carve_dev(parts["train"], dev_frac, seed)
             rules["dev"] = f"carved from train: Random(split.seed).shuffle, round({dev_frac:g}·n) (seed {seed})"
             rules["train"] += "; minus dev"
