@@ -16,7 +16,7 @@ from omegaconf import DictConfig
 
 @hydra.main(version_base="1.3", config_path="conf", config_name="config")
 def main(cfg: DictConfig) -> float | None:
-    from rankexp.config.sweep import run_member
+    from rankexp.sweep import run_member
 
     return run_member(cfg)
 

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import logging
 import os
-import warnings
 from contextlib import contextmanager
 from typing import Annotated, Iterator, List, Optional
 
@@ -12,6 +11,8 @@ import typer
 from rich.console import Console
 from rich.markup import escape  # noqa: F401  (re-exported for the command modules)
 from rich.text import Text
+
+from rankexp.utils.quiet import quiet_libraries as quiet_libraries  # (sweep members quiet the same libraries)
 
 # emoji=False: user text such as ``corpus.jsonl:100: bad`` must not turn ``:100:`` into an emoji.
 # Text that comes from the user (messages, paths, ids) goes through ``escape`` (or a rich ``Text``)
@@ -32,31 +33,6 @@ def set_debug(flag: bool, reset: bool = False) -> None:
 
 def debugging() -> bool:
     return _state["debug"] or os.environ.get("RANKEXP_DEBUG", "") not in ("", "0", "false")
-
-
-def quiet_libraries(lightning: bool = False) -> None:
-    """Keep the terminal for rankexp's own output: library chatter to error level.
-
-    ``lightning=True`` imports Lightning first, since it resets its own log level on import.
-    """
-    if lightning:
-        import pytorch_lightning  # noqa: F401
-    for name in ("pytorch_lightning", "lightning", "lightning.pytorch", "lightning_fabric", "transformers", "ir_datasets",
-                 "bm25s", "wandb", "urllib3", "filelock", "httpx"):
-        logging.getLogger(name).setLevel(logging.ERROR)
-    for pattern in (".*does not have many workers.*", ".*num_workers.*", ".*LeafSpec.*", ".*is deprecated.*",
-                    ".*The number of training batches.*", ".*Checkpoint directory.*exists.*", ".*tensorboardX.*",
-                    ".*predict_dataloader.*", ".*Trying to infer the `batch_size`.*", ".*sync_dist=True.*"):
-        warnings.filterwarnings("ignore", pattern)
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    os.environ.setdefault("WANDB_SILENT", "true")
-    try:
-        import transformers
-
-        transformers.logging.set_verbosity_error()
-        transformers.utils.logging.disable_progress_bar()
-    except Exception:  # pragma: no cover
-        pass
 
 
 def print_error(message: str, label: str = "error", hint: str = "") -> None:

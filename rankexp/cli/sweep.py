@@ -58,7 +58,7 @@ def sweep_command(
 def run_sweep(ovr: list[str], name: Optional[str], launcher: str, jobs: Optional[int], dry_run: bool, force: bool, debug: bool) -> None:
     with handled(debug):
         quiet_libraries()
-        from rankexp.config.sweep import launch
+        from rankexp.sweep import launch
         from rankexp.errors import RankexpError
 
         t0 = time.perf_counter()
