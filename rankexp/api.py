@@ -12,7 +12,7 @@ import logging
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any, Mapping, Sequence
 
 from omegaconf import DictConfig, OmegaConf
 
@@ -241,3 +241,44 @@ def retrieve(cfg: DictConfig, split_name: str = "test") -> RunResult:
                "model": result.aggregate, "wall_s": round(time.perf_counter() - t0, 2), "cache": cache.summary()}
     write_json(out / "metrics.json", metrics)
     return RunResult(rid, out, metrics, cache=cache.summary())
+
+
+def rerank(model: str | Path, overrides: Sequence[str] = (), *, cfg: DictConfig | None = None, run_file: str | Path | None = None,
+           queries: str | Sequence[str] = "test", out: str | Path | None = None, docs: Mapping[str, str] | None = None,
+           query_texts: Mapping[str, str] | None = None, write: bool = True):
+    """Rerank a first stage's candidates with ``model`` and evaluate beside them when qrels exist.
+
+    ``model``: a rankexp run directory (its best checkpoint; the run's data and first stage unless
+    ``overrides`` name others), a ``.ckpt``, a Hugging Face cross-encoder (sequence-classification
+    head) or a sentence-transformers bi-encoder. ``run_file``: a TREC run of candidates (else the
+    configured first stage's top ``eval.rerank_k``). ``queries``: ``test``/``dev``/``train`` (the split
+    rule of ``train``), ``all``, or a list of query ids. ``docs`` / ``query_texts``: ``{id: text}``
+    that replace (or add to) the collection's texts, e.g. perturbed documents. ``out``: a ``.trec``
+    file, or a directory for ``run.trec``, ``metrics.json`` and ``perquery.tsv`` (default
+    ``<output_dir>/reranks/<id>/``); ``write=False`` writes nothing. Returns a ``Reranked``.
+    """
+    from rankexp.pipeline.loading import load_ranker
+    from rankexp.pipeline.rerank import Reranked, rerank as run_rerank, rerank_config, rerank_metrics
+    from rankexp.pipeline.write import write_rerank
+    from rankexp.retrieval.dense import model_hash
+    from rankexp.utils.hashing import stable_hash
+
+    base = cfg if cfg is not None else compose(list(overrides))
+    ranker = load_ranker(model, base.get("model"))
+    cfg = rerank_config(base, ranker, overrides)
+    run, cand, ev, info = run_rerank(cfg, ranker, run_file=run_file, queries=queries, docs=docs, query_texts=query_texts)
+    metrics = rerank_metrics(ranker.description, ev, info["candidates"], info)
+    if not write:
+        return Reranked(run, metrics, evaluation=ev)
+    cont = to_container(cfg)
+    rid = stable_hash({"model": model_hash(ranker.encoder.state_dict(), ranker.description), "data": cont["data"],
+                       "candidates": info["source"], "k": info["k"], "queries": queries if isinstance(queries, str) else list(queries),
+                       "docs": stable_hash(sorted((docs or {}).items()), 16), "query_texts": stable_hash(sorted((query_texts or {}).items()), 16),
+                       "fast": cont["eval"].get("fast")}, 10)
+    metrics["id"] = rid
+    target = Path(out).expanduser() if out is not None else Path(cfg.paths.output_dir) / "reranks" / rid
+    is_file = out is not None and target.suffix in (".trec", ".run", ".txt", ".tsv") and not target.is_dir()
+    out_dir = None if is_file else target
+    run_file_out = target if is_file else target / "run.trec"
+    write_rerank(out_dir, run_file_out, run, f"rankexp-rerank-{rid}", metrics, ev)
+    return Reranked(run, metrics, run_file_out, out_dir, ev)

@@ -10,6 +10,7 @@ from rankexp.cli import data as _data
 from rankexp.cli import evaluate as _evaluate
 from rankexp.cli import experiment as _experiment
 from rankexp.cli import report as _report
+from rankexp.cli import rerank as _rerank
 from rankexp.cli import retrieve as _retrieve
 from rankexp.cli import run as _run
 from rankexp.cli import sweep as _sweep
@@ -32,6 +33,7 @@ def _root(debug: Debug = False) -> None:
 
 
 _run.register(app)
+_rerank.register(app)
 _retrieve.register(app)
 _sweep.register(app)
 _evaluate.register(app)

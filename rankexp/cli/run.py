@@ -51,11 +51,28 @@ def print_result(result, wall: float) -> None:
     m = result.metrics
     if result.skipped:
         console.print(f"[yellow]already complete[/] ({result.path}); use --force to re-run")
-    base = m.get("baseline", {})
-    name = base.get("name", "baseline")
     how = (f"dense retrieval top-{m['rerank_k']} of the corpus" if m.get("retrieval", {}).get("mode") == "dense retrieval"
            else f"top-{m.get('rerank_k')} reranked")
-    table = Table(title=f"{m.get('dataset')} test split: {m['queries']['evaluated']} queries, {how} ({m.get('provider')})")
+    console.print(results_table(m, f"{m.get('dataset')} test split: {m['queries']['evaluated']} queries, {how} ({m.get('provider')})"))
+    verdict = m.get("learned")
+    if verdict:
+        what = {"yes": "[green]yes[/]: the model beats its untrained start",
+                "no": "[yellow]no[/]: the model does not beat its untrained start significantly",
+                "worse": "[red]no[/]: the model is significantly worse than its untrained start"}[verdict]
+        console.print(f"learned: {what} on {m.get('dev', {}).get('measure')} (paired t-test, α = 0.05, "
+                      f"{m['queries']['evaluated']} test queries)")
+    tr = m.get("train", {})
+    dev = m.get("dev", {})
+    best = f"{dev['best']:.4f} @ step {dev['best_step']}" if dev.get("best") is not None else "n/a (no dev split)"
+    console.print(f"dev {dev.get('measure')}: {best} · steps {tr.get('steps')} · peak RSS {tr.get('peak_rss_mb')} MB · "
+                  f"wall {wall:.0f}s · files in {result.path}")
+
+
+def results_table(m: dict, title: str) -> Table:
+    """measure × (first stage, untrained, model, Δ with paired-test p) from a metrics.json."""
+    base = m.get("baseline", {})
+    name = base.get("name", "baseline")
+    table = Table(title=title)
     untrained = m.get("untrained") or {}
     tests = m.get("paired_ttest") or {}
     table.add_column("measure")
@@ -85,16 +102,4 @@ def print_result(result, wall: float) -> None:
         if untrained:
             row.append(delta_cell("untrained", measure, value, untrained.get(measure)))
         table.add_row(*row)
-    console.print(table)
-    verdict = m.get("learned")
-    if verdict:
-        what = {"yes": "[green]yes[/]: the model beats its untrained start",
-                "no": "[yellow]no[/]: the model does not beat its untrained start significantly",
-                "worse": "[red]no[/]: the model is significantly worse than its untrained start"}[verdict]
-        console.print(f"learned: {what} on {m.get('dev', {}).get('measure')} (paired t-test, α = 0.05, "
-                      f"{m['queries']['evaluated']} test queries)")
-    tr = m.get("train", {})
-    dev = m.get("dev", {})
-    best = f"{dev['best']:.4f} @ step {dev['best_step']}" if dev.get("best") is not None else "n/a (no dev split)"
-    console.print(f"dev {dev.get('measure')}: {best} · steps {tr.get('steps')} · peak RSS {tr.get('peak_rss_mb')} MB · "
-                  f"wall {wall:.0f}s · files in {result.path}")
+    return table
