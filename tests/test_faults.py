@@ -217,7 +217,9 @@ def test_disk_full_during_training_is_one_line_and_failed(vaswani_slice, tmp_pat
             raise lc.disk_full_error(OSError(errno.ENOSPC, "No space left on device"), path)
         return real(obj, path)
 
-    monkeypatch.setattr(lc, "save_atomic", full_at_last)
+    from rankexp.tracking import checkpoint_files  # where SafeCheckpointIO looks save_atomic up
+
+    monkeypatch.setattr(checkpoint_files, "save_atomic", full_at_last)
     cfg = api.compose(fast_overrides(vaswani_slice, tmp_path, **STEPS))
     with pytest.raises(lc.DiskFullError, match="disk full while writing .*last.ckpt") as e:
         api.train(cfg)
