@@ -15,6 +15,7 @@ import torch
 
 from rankexp import api
 from rankexp.losses.listwise import SoftmaxCELoss
+from rankexp.models.batch import Batch
 from rankexp.models.encoders import CrossEncoder
 from rankexp.models.module import RankingModule
 from rankexp.techniques.base import UniformWeighter
@@ -38,8 +39,8 @@ def _encoder(dropout: float = 0.0) -> CrossEncoder:
     return CrossEncoder(tiny=TINY, dropout=dropout, max_length=64, max_query_length=8)
 
 
-def _batch() -> dict:
-    return {"inputs": tiny_inputs(n=8), "qids": ["a", "b"], "doc_ids": BATCH_DOCS, "group_size": 4}
+def _batch() -> Batch:
+    return Batch.of_groups(["a", "b"], BATCH_DOCS, inputs=tiny_inputs(n=8))
 
 
 def _module(encoder, weighter) -> RankingModule:
@@ -89,7 +90,7 @@ def test_reciprank_weights_match_hand_computation_and_reach_the_loss():
     module = _module(enc, w)
     batch = _batch()
     with torch.no_grad():
-        per = SoftmaxCELoss()(module(batch["inputs"]).view(2, 4))
+        per = SoftmaxCELoss()(module(batch.inputs).view(2, 4))
         loss = module.training_step(batch, 0)  # global_step is 0 without a trainer
     weights = w.log_stats()  # the weighter's own record of what it returned in training_step
     assert weights["min"] == pytest.approx(0.25) and weights["max"] == pytest.approx(0.75)

@@ -215,6 +215,7 @@ def test_file_negatives_round_trip_and_errors(tmp_path):
 # ------------------------------------------------------------------ bi-encoder loss
 def test_in_batch_softmax_masks_false_negatives_and_matches_hand_computation():
     from rankexp.losses.listwise import SoftmaxCELoss
+    from rankexp.models.batch import Batch
     from rankexp.models.bimodule import BiEncoderModule
 
     enc = tiny_bi(temperature=0.05)
@@ -226,8 +227,8 @@ def test_in_batch_softmax_masks_false_negatives_and_matches_hand_computation():
     torch.manual_seed(0)
     q, d = torch.randn(2, 4), torch.randn(4, 4)
     enc.encode = lambda input_ids, attention_mask, side: q if side == "query" else d  # fixed embeddings
-    batch = {"queries": {"input_ids": None, "attention_mask": None}, "docs": {"input_ids": None, "attention_mask": None},
-             "qids": qids, "doc_ids": doc_ids, "group_size": 2}
+    batch = Batch.of_groups(qids, doc_ids, queries={"input_ids": None, "attention_mask": None},
+                            docs={"input_ids": None, "attention_mask": None})
     got = module.example_losses(batch)
     s = (q @ d.T) / 0.05
     expect0 = -s[0, 0] + torch.logsumexp(s[0, [0, 1, 3]], 0)       # c (index 2) left out of q0's softmax
@@ -238,13 +239,22 @@ def test_in_batch_softmax_masks_false_negatives_and_matches_hand_computation():
     assert got[0].item() == pytest.approx((-s[0, 0] + torch.logsumexp(s[0, :2], 0)).item(), rel=1e-5)
 
 
+def adore_losses(sampler, q, qids, positives, temperature):
+    """What the bi-encoder module computes in an ADORE step: mine, then the sampler's objective."""
+    mined = sampler.mine(q, qids, positives)
+    return sampler.objective(mined.scores / temperature, mined.batch())
+
+
 def test_adore_loss_hand_computed_with_lambda_weights():
     coll = Collection("c", "c", {"p": "x", "n1": "y", "n2": "z"}, {"q": "w"}, {"q": {"p": 1}})
     s = DenseDynamicNegatives(depth=3, lambda_weight=True)
     s.index = DenseIndex(["p", "n1", "n2"], np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=np.float32))
     s.relevant = {"q": {"p"}}
     q = torch.tensor([[0.6, 0.8]], requires_grad=True)   # scores: p 0.6, n1 0.8, n2 1.0 -> ranks n2 1, n1 2, p 3
-    loss = s.step_losses(q, ["q"], ["p"], temperature=0.5)
+    mined = s.mine(q, ["q"], ["p"])                       # the sampler only mines: ids, scores, ranks
+    assert mined.doc_ids == [["p", "n2", "n1"]] and mined.ranks.tolist() == [[3.0, 1.0, 2.0]]
+    assert mined.scores.tolist() == [pytest.approx([0.6, 1.0, 0.8])] and mined.mask.all()
+    loss = adore_losses(s, q, ["q"], ["p"], temperature=0.5)
     sp = lambda x: math.log1p(math.exp(x))
     expect = abs(1 / 3 - 1 / 1) * sp((1.0 - 0.6) / 0.5) + abs(1 / 3 - 1 / 2) * sp((0.8 - 0.6) / 0.5)
     assert loss.item() == pytest.approx(expect, rel=1e-5)
@@ -252,9 +262,37 @@ def test_adore_loss_hand_computed_with_lambda_weights():
     assert q.grad is not None and q.grad.abs().sum() > 0
     plain = DenseDynamicNegatives(depth=3, lambda_weight=False)
     plain.index, plain.relevant = s.index, s.relevant
-    got = plain.step_losses(q.detach(), ["q"], ["p"], temperature=0.5).item()
+    got = adore_losses(plain, q.detach(), ["q"], ["p"], temperature=0.5).item()
     assert got == pytest.approx((sp(0.8) + sp(0.4)) / 2, rel=1e-5)
     assert coll.relevant("q") == {"p"}
+
+
+def test_adore_groups_of_different_sizes_are_masked():
+    from rankexp.losses.pairwise import LambdaRankNetLoss
+
+    s = DenseDynamicNegatives(depth=3, lambda_weight=True, skip_top=1)   # the top-ranked document is skipped
+    s.index = DenseIndex(["p", "n1", "n2"], np.array([[1.0, 0.0], [0.0, 1.0], [0.6, 0.8]], dtype=np.float32))
+    s.relevant = {"a": {"p"}, "b": {"n1"}}
+    q = torch.tensor([[0.6, 0.8], [0.0, 1.0]])  # a: n2 (1, skipped), n1 (2), p (3); b: n1 (1, skipped), n2 (2), p (3)
+    mined = s.mine(q, ["a", "b"], ["p", "n1"])
+    assert mined.doc_ids == [["p", "n1"], ["n1", "n2", "p"]]  # b's positive n1 (rank 1); p is not relevant to b
+    assert mined.mask.tolist() == [[True, True, False], [True, True, True]]
+    losses = LambdaRankNetLoss(True)(mined.scores, mined.batch())
+    sp = lambda x: math.log1p(math.exp(x))
+    assert losses[0].item() == pytest.approx(abs(1 / 3 - 1 / 2) * sp(0.8 - 0.6), rel=1e-5)  # padding adds nothing
+    assert losses[1].item() == pytest.approx(abs(1 - 1 / 2) * sp(0.8 - 1.0) + abs(1 - 1 / 3) * sp(0.0 - 1.0), rel=1e-5)
+    none = DenseDynamicNegatives(depth=3, max_score=0.1)                # nothing survives: loss 0, counted
+    none.index, none.relevant = s.index, s.relevant
+    assert adore_losses(none, q[:1], ["a"], ["p"], 1.0).tolist() == [0.0] and none.no_negative == 1
+
+
+def test_adore_loss_needs_mined_ranks():
+    from rankexp.errors import ConfigError as CE
+    from rankexp.losses.pairwise import LambdaRankNetLoss
+    from rankexp.models.batch import Batch
+
+    with pytest.raises(CE, match="LambdaRankNetLoss needs mask"):
+        LambdaRankNetLoss()(torch.zeros(1, 2), Batch.of_groups(["q"], [["a", "b"]]))
 
 
 def test_adore_retrieval_follows_the_query_encoder_over_a_frozen_index(tmp_path):
@@ -274,7 +312,7 @@ def test_adore_retrieval_follows_the_query_encoder_over_a_frozen_index(tmp_path)
     for _ in range(3):
         inputs = qtext.encode(qids)
         qv = enc.encode(**inputs, side="query")
-        loss = s.step_losses(qv, qids, [sorted(coll.relevant(q))[0] for q in qids], enc.temperature).mean()
+        loss = adore_losses(s, qv, qids, [sorted(coll.relevant(q))[0] for q in qids], enc.temperature).mean()
         opt.zero_grad()
         loss.backward()
         opt.step()

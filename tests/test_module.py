@@ -5,6 +5,7 @@ from __future__ import annotations
 import torch
 
 from rankexp.losses.listwise import SoftmaxCELoss
+from rankexp.models.batch import Batch
 from rankexp.models.encoders import CrossEncoder
 from rankexp.models.module import RankingModule
 from rankexp.techniques.base import Weighter
@@ -41,7 +42,7 @@ def test_weights_reach_the_loss():
     torch.manual_seed(0)
     enc = CrossEncoder(tiny=TINY, dropout=0.0, max_length=64, max_query_length=8).eval()  # no dropout noise
     inputs = tiny_inputs(n=8)
-    batch = {"inputs": inputs, "qids": ["a", "b"], "doc_ids": [["1", "2", "3", "4"], ["5", "6", "7", "8"]], "group_size": 4}
+    batch = Batch.of_groups(["a", "b"], [["1", "2", "3", "4"], ["5", "6", "7", "8"]], inputs=inputs)
     plain = RankingModule(enc, SoftmaxCELoss())
     weighted = RankingModule(enc, SoftmaxCELoss(), weighter=Doubler())
     for m in (plain, weighted):
@@ -50,3 +51,4 @@ def test_weights_reach_the_loss():
     assert torch.allclose(plain.training_step(batch, 0), per.mean(), atol=1e-6)
     # example weights (2, 0): sum(w * l) / B = l_0
     assert torch.allclose(weighted.training_step(batch, 0), per[0], atol=1e-6)
+    assert batch.weights.tolist() == [2.0, 0.0]  # the step's weights travel with the batch

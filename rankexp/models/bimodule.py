@@ -1,12 +1,14 @@
 """The bi-encoder's LightningModule: contrastive training with in-batch and sampled negatives.
 
 For a batch of B groups (query, positive, n negatives) the query side embeds the B queries and the
-document side the B*(1+n) documents. With ``loss=listwise`` and ``model.encoder.in_batch=true``
-each query's softmax runs over *all* B*(1+n) documents (its own group plus every other group's
-documents as random negatives), similarities divided by the temperature, its positive the target;
-another group's document that is judged relevant to the query is masked out (a false in-batch
-negative). Otherwise the configured loss scores each group's own documents only. With a dynamic
-sampler (ADORE) the sampler supplies the step's losses from its frozen index instead.
+document side the B*(1+n) documents; similarities are divided by the encoder's temperature. With
+``model.encoder.in_batch=true`` and a loss that accepts extra negatives (``accepts_extra_negatives``:
+``loss=listwise``) each query's softmax runs over *all* B*(1+n) documents (its own group plus every
+other group's documents as random negatives), its positive the target; another group's document that
+is judged relevant to the query is masked out (a false in-batch negative). Otherwise the configured
+loss scores each group's own documents only. With a dynamic sampler (ADORE) the sampler mines each
+query's negatives from its frozen index (``mine``) and the module trains on them with the sampler's
+``objective`` (ADORE's pairwise loss, not ``loss=``).
 
 Dev evaluation and checkpoint selection are those of :class:`RankingModule` (the dev queries'
 first-stage candidates, scored by similarity).
@@ -17,8 +19,8 @@ from __future__ import annotations
 from typing import Any, Mapping
 
 import torch
-import torch.nn.functional as F
 
+from rankexp.models.batch import Batch
 from rankexp.models.module import RankingModule, bucketed
 
 
@@ -27,24 +29,35 @@ class BiEncoderModule(RankingModule):
         super().__init__(encoder, loss, weighter, **kwargs)
         self.relevant = relevant or {}
         self.dynamic = dynamic
+        self.dynamic_loss = dynamic.objective if dynamic is not None else None
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.encoder(**inputs)
 
-    def example_losses(self, batch: dict[str, Any]) -> torch.Tensor:
+    def techniques(self) -> list[Any]:
+        if self.dynamic is not None:  # ADORE trains with its own objective; loss= is not used
+            return [self.dynamic_loss, self.weighter]
+        return super().techniques()
+
+    @property
+    def provided(self) -> frozenset[str]:
+        return frozenset(getattr(self.dynamic, "provides", ()) or ())
+
+    def example_losses(self, batch: Batch) -> torch.Tensor:
         enc = self.encoder
-        q = bucketed(enc.encode, batch["queries"], self.length_buckets, side="query")
+        q = bucketed(enc.encode, batch.queries, self.length_buckets, side="query")
         if self.dynamic is not None:
-            return self.dynamic.step_losses(q, batch["qids"], [d[0] for d in batch["doc_ids"]], enc.temperature)
-        d = bucketed(enc.encode, batch["docs"], self.length_buckets, side="doc")
-        b, g = len(batch["qids"]), batch["group_size"]
-        if enc.in_batch and self.loss_fn.name == "listwise":
+            mined = self.dynamic.mine(q, batch.qids, [g[0] for g in batch.doc_ids])
+            return self.dynamic_loss(mined.scores.float() / enc.temperature, mined.batch())
+        d = bucketed(enc.encode, batch.docs, self.length_buckets, side="doc")
+        b, g = batch.size, batch.group_size
+        if enc.in_batch and self.loss_fn.accepts_extra_negatives:
             logits = (q @ d.T).float() / enc.temperature  # [B, B*G]
-            logits = logits.masked_fill(self.false_negative_mask(batch["qids"], batch["doc_ids"]).to(logits.device), float("-inf"))
+            logits = logits.masked_fill(self.false_negative_mask(batch.qids, batch.doc_ids).to(logits.device), float("-inf"))
             target = torch.arange(b, device=logits.device) * g
-            return F.cross_entropy(logits, target, reduction="none")
+            return self.loss_fn.with_extra_negatives(logits, target, batch)
         scores = (q.unsqueeze(1) * d.view(b, g, -1)).sum(-1).float() / enc.temperature
-        return self.loss_fn(scores)
+        return self.loss_fn(scores, batch)
 
     def validation_step(self, batch: dict[str, Any], batch_idx: int) -> None:
         if self.dynamic is None:

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from typing import Mapping, Sequence
 
 import pytorch_lightning as pl
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from rankexp.data.examples import Group
 from rankexp.data.tokens import BiPairEncoder, PairEncoder
+from rankexp.models.batch import Batch, Run, scores_for
 
 
 class GroupDataset(Dataset):
@@ -55,18 +56,25 @@ class ResumeSampler(Sampler):
 
 
 class GroupCollator:
-    def __init__(self, encoder: PairEncoder | BiPairEncoder):
-        self.encoder = encoder
+    """Training groups -> one :class:`~rankexp.models.batch.Batch`: ids, labels, the tokenized
+    inputs (cross-encoder pairs, or a bi-encoder's queries and documents apart) and, for each score
+    field in ``score_runs`` (``{"first_stage_scores": run, ...}``, what the techniques require), the
+    run's scores of the groups' documents."""
 
-    def __call__(self, groups: list[Group]) -> dict:
+    def __init__(self, encoder: PairEncoder | BiPairEncoder, score_runs: Mapping[str, Run] | None = None):
+        self.encoder = encoder
+        self.score_runs = dict(score_runs or {})
+
+    def __call__(self, groups: list[Group]) -> Batch:
         qids = [g.qid for g in groups]
         doc_ids = [list(g.doc_ids) for g in groups]
-        flat_q = [g.qid for g in groups for _ in g.doc_ids]
         flat_d = [d for g in groups for d in g.doc_ids]
-        batch = {"qids": qids, "doc_ids": doc_ids, "group_size": len(doc_ids[0])}
+        scores = {name: scores_for(run, qids, doc_ids) for name, run in self.score_runs.items()}
         if hasattr(self.encoder, "encode_groups"):  # bi-encoder: each query once, documents apart
-            return {**batch, **self.encoder.encode_groups(qids, flat_d)}
-        return {**batch, "inputs": self.encoder.encode(flat_q, flat_d)}
+            tok = self.encoder.encode_groups(qids, flat_d)
+            return Batch.of_groups(qids, doc_ids, queries=tok["queries"], docs=tok["docs"], **scores)
+        flat_q = [g.qid for g in groups for _ in g.doc_ids]
+        return Batch.of_groups(qids, doc_ids, inputs=self.encoder.encode(flat_q, flat_d), **scores)
 
 
 class PairCollator:
@@ -85,16 +93,26 @@ def pair_loader(pairs: Sequence[tuple[str, str]], encoder: PairEncoder, batch_si
 
 class RankingDataModule(pl.LightningDataModule):
     def __init__(self, groups: Sequence[Group], dev_pairs: Sequence[tuple[str, str]], encoder: PairEncoder,
-                 batch_size: int, eval_batch_size: int, accumulate: int = 1):
+                 batch_size: int, eval_batch_size: int, accumulate: int = 1,
+                 sources: Mapping[str, Run | None] | None = None):
         super().__init__()
         self.groups, self.dev_pairs, self.encoder = groups, dev_pairs, encoder
         self.batch_size, self.eval_batch_size, self.accumulate = batch_size, eval_batch_size, accumulate
+        # runs that can fill a batch's score fields (first_stage_scores, teacher_scores); the ones the
+        # module's techniques require are read in setup
+        self.sources = dict(sources or {})
+        self.score_runs: dict[str, Run] = {}
+
+    def setup(self, stage: str | None = None) -> None:
+        module = self.trainer.lightning_module if self.trainer is not None else None
+        if module is not None and hasattr(module, "check_inputs"):
+            self.score_runs = module.check_inputs(self.sources)
 
     def train_dataloader(self) -> DataLoader:
         # groups are already shuffled by the run's seed; on resume, start after the groups already seen
         done = self.trainer.global_step * self.batch_size * self.accumulate if self.trainer is not None else 0
         return DataLoader(GroupDataset(self.groups), batch_size=self.batch_size, sampler=ResumeSampler(len(self.groups), done),
-                          collate_fn=GroupCollator(self.encoder))
+                          collate_fn=GroupCollator(self.encoder, self.score_runs))
 
     def val_dataloader(self):
         if not self.dev_pairs:

@@ -10,6 +10,7 @@ import torch
 
 from rankexp.errors import TrainingError
 from rankexp.losses.base import RankingLoss
+from rankexp.models.batch import Batch, Run, check_requirements, requirements
 from rankexp.techniques.base import UniformWeighter, Weighter
 
 
@@ -29,6 +30,12 @@ def bucketed(fn, inputs: dict[str, torch.Tensor], buckets: int, **kwargs) -> tor
 
 class RankingModule(pl.LightningModule):
     """Trains ``encoder`` with ``loss`` on groups ``[B, 1+n]``, weighting examples by ``weighter``.
+
+    Each training step gets a :class:`~rankexp.models.batch.Batch`; the weighter sees it first
+    (``weighter.weights(batch, step)``, stored as ``batch.weights``), then the loss sees the scores and
+    the batch (``loss(scores, batch) -> [B]``), and the module reduces. What the loss and the weighter
+    need beyond scores (their ``requires``) is :attr:`requires`; :meth:`check_inputs` says which runs
+    the collate function must read it from, or fails with one line.
 
     Dev evaluation reranks the dev queries' first-stage candidates and logs ``val/<measure>``
     (trec_eval semantics) after each validation pass.
@@ -54,18 +61,40 @@ class RankingModule(pl.LightningModule):
         :func:`bucketed`): the same scores as one padded batch, less padding work."""
         return bucketed(self.encoder, inputs, self.length_buckets).float()
 
-    # ------------------------------------------------------------------ train
-    def example_losses(self, batch: dict[str, Any]) -> torch.Tensor:
-        """The loss of each group of the batch, ``[B]``."""
-        scores = self(batch["inputs"]).view(len(batch["qids"]), batch["group_size"])
-        return self.loss_fn(scores)
+    # ------------------------------------------------------------------ what the techniques need
+    def techniques(self) -> list[Any]:
+        """The components that see the batch: the loss(es) the step uses and the weighter."""
+        return [self.loss_fn, self.weighter]
 
-    def training_step(self, batch: dict[str, Any], batch_idx: int) -> torch.Tensor:
+    @property
+    def provided(self) -> frozenset[str]:
+        """Batch extras a part of the module supplies during the step (a dynamic sampler's)."""
+        return frozenset()
+
+    @property
+    def requires(self) -> frozenset[str]:
+        """What the loss and the weighter need in the batch beyond what the step itself provides."""
+        return frozenset(requirements(self.techniques())) - self.provided
+
+    def check_inputs(self, sources: Mapping[str, Run | None] | None = None) -> dict[str, Run]:
+        """The runs the collate function must fill the required batch fields from (``sources``:
+        ``{"first_stage_scores": run, "teacher_scores": run | None}``); one-line ConfigError when a
+        requirement cannot be provided."""
+        return check_requirements(self.techniques(), sources, self.provided)
+
+    # ------------------------------------------------------------------ train
+    def example_losses(self, batch: Batch) -> torch.Tensor:
+        """The loss of each group of the batch, ``[B]``."""
+        scores = self(batch.inputs).view(batch.size, batch.group_size)
+        return self.loss_fn(scores, batch)
+
+    def training_step(self, batch: Batch, batch_idx: int) -> torch.Tensor:
+        batch.weights = None if self.weighter.uniform else self.weighter.weights(batch, self.global_step)
         per_example = self.example_losses(batch)
-        if self.weighter.uniform:
+        if batch.weights is None:
             loss = per_example.mean()
         else:
-            w = self.weighter(batch["qids"], batch["doc_ids"], self.global_step).to(per_example)
+            w = batch.weights.to(per_example)
             if self.weighter.application == "batch":
                 loss = w.mean() * per_example.mean()
             else:
@@ -74,7 +103,7 @@ class RankingModule(pl.LightningModule):
             raise TrainingError(
                 f"loss is {loss.item()} at step {self.global_step} (lr={self.lr}); lower model.lr or check the data"
             )
-        self.log("train/loss", loss, prog_bar=True, batch_size=len(batch["qids"]))
+        self.log("train/loss", loss, prog_bar=True, batch_size=batch.size)
         return loss
 
     # ------------------------------------------------------------------ dev

@@ -224,7 +224,10 @@ class CurriculumWeighter(Weighter):
         anti: anti-curriculum: hardest samples weighted highest (1 - D replaces D).
         application: "example" (sum(w_i * loss_i) / B) or "batch" (mean(w) * mean(loss)).
         run_file: a TREC run file to take the easiness from instead of the run's first stage (read by
-            the training entry point with :func:`load_run_file`; ``setup`` receives its contents).
+            :meth:`training_run` with :func:`load_run_file`; ``setup`` receives its contents).
+
+    The module calls ``weights(batch, step)``, which reads the batch's query and document ids
+    (``__call__(qids, doc_ids, step)``, the same weights from ids alone).
     """
 
     def __init__(self, heuristic: str, m_steps: int | None = None, m_fraction: float | None = None,

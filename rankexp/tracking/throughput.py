@@ -58,11 +58,16 @@ def transformer_shape(model: torch.nn.Module) -> tuple[int, int, int]:
     return n_params, layers, hidden
 
 
-def step_tokens(batch: dict[str, Any]) -> tuple[int, int, int]:
+def batch_field(batch: Any, key: str, default: Any = None) -> Any:
+    """A field of a training batch (a :class:`~rankexp.models.batch.Batch`, or a dict)."""
+    return batch.get(key, default) if isinstance(batch, dict) else getattr(batch, key, default)
+
+
+def step_tokens(batch: Any) -> tuple[int, int, int]:
     """(real tokens, padded tokens, sequences) of a training batch (cross- or bi-encoder)."""
     real = padded = seqs = 0
     for key in ("inputs", "queries", "docs"):
-        inputs = batch.get(key)
+        inputs = batch_field(batch, key)
         if not isinstance(inputs, dict) or "attention_mask" not in inputs:
             continue
         mask = inputs["attention_mask"]
@@ -105,7 +110,7 @@ class ThroughputCallback(pl.Callback):
             torch.cuda.synchronize(pl_module.device)
         dt = time.perf_counter() - self._t
         real, padded, seqs = step_tokens(batch)
-        pairs = sum(len(d) for d in batch.get("doc_ids", []))
+        pairs = sum(len(d) for d in batch_field(batch, "doc_ids", []))
         flops = train_flops(*self.shape, real, real / max(1, seqs))
         for acc in (self.window, self.total):
             acc["s"] += dt

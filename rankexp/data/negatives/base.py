@@ -5,7 +5,8 @@ a :class:`MiningContext` with the cache and the run's model) and then answers
 ``sample(qid, exclude, n, rng, positive)``. It never returns a document in ``exclude`` (the
 query's relevant documents) and falls back to uniform corpus sampling when its own pool runs dry,
 counting how often that happened. A *dynamic* sampler (ADORE) returns no static negatives; the
-training step asks it for negatives instead.
+training step asks it to mine (``mine``) and trains on what it returns with the sampler's
+``objective`` (a loss from :mod:`rankexp.losses`); ``provides`` names what mining adds to the batch.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ class MiningContext:
 class NegativeSampler:
     name = "base"
     dynamic = False
+    provides: frozenset[str] = frozenset()  # batch extras a dynamic sampler supplies during the step
 
     def setup(self, collection: Collection, first_stage: Mapping[str, Mapping[str, float]], ctx: MiningContext | None = None) -> None:
         self.all_docs = list(collection.docs)

@@ -6,14 +6,17 @@ paper) from the frozen index, and is trained on what it retrieves now: the posit
 retrieved non-relevant document that survives the false-negative filters. Only the query encoder
 learns, so the index never has to be rebuilt and the negatives are always the model's own hardest.
 
-Loss per query (RankNet pairs, scores divided by the model's temperature T):
+This sampler only mines: :meth:`DenseDynamicNegatives.mine` returns each query's positive and
+surviving negatives with their scores (differentiable in the query embeddings) and their ranks in the
+current retrieval. The bi-encoder module computes the loss: ADORE's pairwise objective
+(:class:`~rankexp.losses.pairwise.LambdaRankNetLoss`, the sampler's ``objective``),
 
     l(q) = sum_j  w_j * log(1 + exp((s_j - s_+) / T))
 
 with ``lambda_weight=true`` the paper's LambdaRank-style weight w_j = |1/r_+ - 1/r_j|, the change
 in reciprocal rank if the positive (at rank r_+ among all documents) and the negative (rank r_j)
 swapped, so pairs that decide the top of the ranking count most; with ``lambda_weight=false``
-w_j = 1/|negatives| (a plain mean of the pair losses).
+w_j = 1/|negatives| (a plain mean of the pair losses). T is the model's temperature.
 
 Only a bi-encoder has a query encoder to train this way: with a cross-encoder the sampler stops
 with a one-line error. Starting ADORE from a STAR-trained model (the paper's best combination):
@@ -22,17 +25,46 @@ with a one-line error. Starting ADORE from a STAR-trained model (the paper's bes
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import torch
-import torch.nn.functional as F
 
 from rankexp.data.negatives.base import MiningContext, NegativeSampler
 from rankexp.data.negatives.filters import FalseNegativeFilter
 from rankexp.errors import ConfigError
 
 
+@dataclass
+class MinedGroups:
+    """What one ADORE step mined for ``B`` queries, each group padded to the widest (``G``):
+
+    * ``doc_ids`` ``[B][k_b]``: the positive, then the surviving negatives best first (unpadded);
+    * ``scores`` ``[B, G]``: their similarity to the query (differentiable in the query embeddings);
+    * ``ranks`` ``[B, G]``: 1-based ranks in the current retrieval over the whole index;
+    * ``mask`` ``[B, G]``: True for a real document (padding repeats the positive).
+    """
+
+    qids: list[str]
+    doc_ids: list[list[str]]
+    scores: torch.Tensor
+    ranks: torch.Tensor
+    mask: torch.Tensor
+
+    def batch(self):
+        """The step's groups as a :class:`~rankexp.models.batch.Batch` (``extras``: ranks, mask) for the loss."""
+        from rankexp.models.batch import Batch
+
+        labels = torch.zeros(self.mask.shape)
+        labels[:, 0] = 1.0
+        width = self.mask.shape[1]
+        doc_ids = [g + [""] * (width - len(g)) for g in self.doc_ids]
+        return Batch(self.qids, doc_ids, labels, extras={"ranks": self.ranks, "mask": self.mask})
+
+
 class DenseDynamicNegatives(NegativeSampler):
     name = "dense_dynamic"
     dynamic = True
+    provides = frozenset({"ranks", "mask"})  # what mine() gives the loss beyond scores
 
     def __init__(self, depth: int = 200, lambda_weight: bool = True, skip_top: int = 0, margin_abs: float | None = None,
                  margin_rel: float | None = None, max_score: float | None = None):
@@ -69,9 +101,16 @@ class DenseDynamicNegatives(NegativeSampler):
     def sample(self, qid, exclude, n, rng, positive=None):
         return []  # negatives come from the training step
 
-    def step_losses(self, q: torch.Tensor, qids, positives, temperature: float) -> torch.Tensor:
-        """Per-query losses ``[B]`` for query embeddings ``q [B, dim]`` (with gradient) and each
-        group's positive document id; retrieval uses the frozen index."""
+    @property
+    def objective(self):
+        """The loss the module trains with on what :meth:`mine` returns (ADORE's pairwise loss)."""
+        from rankexp.losses.pairwise import LambdaRankNetLoss
+
+        return LambdaRankNetLoss(self.lambda_weight)
+
+    def mine(self, q: torch.Tensor, qids, positives) -> MinedGroups:
+        """Each query's positive and its surviving negatives in the frozen index's top ``depth`` for
+        query embeddings ``q [B, dim]`` (with gradient); see :class:`MinedGroups`."""
         import time
 
         t0 = time.perf_counter()
@@ -79,32 +118,31 @@ class DenseDynamicNegatives(NegativeSampler):
         with torch.no_grad():
             detached = scores.detach()
             top_s, top_i = torch.topk(detached, min(self.depth, detached.shape[1]), dim=1)
-        t1 = time.perf_counter()
-        self.retrieval_s += t1 - t0
+        self.retrieval_s += time.perf_counter() - t0
         self.steps += 1
-        losses = []
+        groups: list[list[tuple[str, int, float]]] = []  # (doc, index position, rank), positive first
         for b, (qid, pos) in enumerate(zip(qids, positives)):
             p = self.index.position[pos]
-            s_pos = scores[b, p]
             t1 = time.perf_counter()
             ranked = [(self.index.doc_ids[int(i)], float(s)) for s, i in zip(top_s[b].tolist(), top_i[b].tolist())]
-            kept = self.filter.apply(ranked, self.relevant.get(qid, set()), s_pos.item())
+            kept = self.filter.apply(ranked, self.relevant.get(qid, set()), float(detached[b, p]))
             self.candidates_s += time.perf_counter() - t1
             if not kept:
                 self.no_negative += 1
-                losses.append(s_pos * 0.0)
-                continue
-            neg_pos = torch.tensor([self.index.position[d] for d, _, _ in kept], device=scores.device)
-            s_neg = scores[b, neg_pos]
-            pair = F.softplus((s_neg - s_pos) / temperature)
-            if self.lambda_weight:
-                r_pos = 1 + int((detached[b] > detached[b, p]).sum())
-                r_neg = torch.tensor([float(r) for _, _, r in kept], device=scores.device)
-                w = (1.0 / r_pos - 1.0 / r_neg).abs()
-                losses.append((w * pair).sum())
-            else:
-                losses.append(pair.mean())
-        return torch.stack(losses)
+            r_pos = 1 + int((detached[b] > detached[b, p]).sum())
+            groups.append([(pos, p, float(r_pos))] + [(d, self.index.position[d], float(r)) for d, _, r in kept])
+        width = max(2, max(len(g) for g in groups))  # a loss needs a negative column, even if all are padding
+        positions = torch.zeros((len(groups), width), dtype=torch.long)
+        ranks = torch.ones((len(groups), width))
+        mask = torch.zeros((len(groups), width), dtype=torch.bool)
+        for b, g in enumerate(groups):
+            positions[b, : len(g)] = torch.tensor([x[1] for x in g])
+            positions[b, len(g):] = g[0][1]  # padding points at the positive (masked out)
+            ranks[b, : len(g)] = torch.tensor([x[2] for x in g])
+            mask[b, : len(g)] = True
+        positions = positions.to(scores.device)
+        return MinedGroups(qids=list(qids), doc_ids=[[x[0] for x in g] for g in groups],
+                           scores=scores.gather(1, positions), ranks=ranks.to(scores.device), mask=mask.to(scores.device))
 
     def stats(self) -> dict:
         return {**super().stats(), **self.filter.stats(), "index": getattr(self, "index_digest", None),
