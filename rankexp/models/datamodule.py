@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Mapping, Sequence
 
 import pytorch_lightning as pl
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
 from rankexp.data.examples import Group
 from rankexp.data.tokens import BiPairEncoder, PairEncoder
@@ -36,23 +36,34 @@ class PairDataset(Dataset):
         return self.pairs[i]
 
 
-class ResumeSampler(Sampler):
-    """Sequential indices starting at ``start`` while reporting the full length.
+class ResumeSampler(DistributedSampler):
+    """This rank's share of the groups, in order, from the first group it has not seen yet, while
+    reporting the share's full length.
 
-    On resume Lightning restores its batch counters from the checkpoint but iterates a plain
-    loader from the beginning, feeding the already-seen groups again. Starting the sampler at the
-    first unseen group (and keeping the epoch's length) makes a resumed run see exactly the groups
-    an uninterrupted run would have.
+    The groups are one fixed sequence (shuffled by the run's seed) of ``max_steps · batch_size ·
+    accumulate · world_size`` groups; rank r of W takes groups r, r+W, r+2W, … (the first
+    ``length // W`` of them, so every rank runs the same number of steps). On resume Lightning
+    restores its batch counters from the checkpoint but iterates the loader from the beginning,
+    feeding the already-seen groups again: ``start`` (groups all ranks have consumed together)
+    makes each rank begin at its first unseen group, so a resumed run sees exactly the groups an
+    uninterrupted one would have. Being a ``DistributedSampler`` already, Lightning does not wrap it
+    (its wrapper lists a sampler's indices and expects ``len()`` of them, which a resumed sampler
+    does not yield).
     """
 
-    def __init__(self, length: int, start: int = 0):
-        self.length, self.start = length, max(0, min(start, length))
+    def __init__(self, length: int, start: int = 0, num_replicas: int = 1, rank: int = 0):
+        # no super().__init__(): it asks torch.distributed, which need not be initialised yet
+        self.length, self.num_replicas, self.rank = length, max(1, num_replicas), rank
+        self.indices = list(range(rank, length - length % self.num_replicas, self.num_replicas))
+        self.start = max(0, min(start // self.num_replicas, len(self.indices)))
+        self.num_samples, self.total_size = len(self.indices), len(self.indices) * self.num_replicas
+        self.epoch, self.shuffle, self.seed, self.drop_last = 0, False, 0, True
 
     def __len__(self) -> int:
-        return self.length
+        return len(self.indices)
 
     def __iter__(self):
-        return iter(range(self.start, self.length))
+        return iter(self.indices[self.start:])
 
 
 class GroupCollator:
@@ -110,8 +121,11 @@ class RankingDataModule(pl.LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         # groups are already shuffled by the run's seed; on resume, start after the groups already seen
-        done = self.trainer.global_step * self.batch_size * self.accumulate if self.trainer is not None else 0
-        return DataLoader(GroupDataset(self.groups), batch_size=self.batch_size, sampler=ResumeSampler(len(self.groups), done),
+        # (accumulate counts every rank's batches: the groups all ranks consumed together)
+        trainer = self.trainer
+        done = trainer.global_step * self.batch_size * self.accumulate if trainer is not None else 0
+        world, rank = (trainer.world_size, trainer.global_rank) if trainer is not None else (1, 0)
+        return DataLoader(GroupDataset(self.groups), batch_size=self.batch_size, sampler=ResumeSampler(len(self.groups), done, world, rank),
                           collate_fn=GroupCollator(self.encoder, self.score_runs))
 
     def val_dataloader(self):

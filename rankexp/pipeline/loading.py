@@ -48,6 +48,9 @@ class HFCrossEncoder(nn.Module):
         self.tokenizer = load_tokenizer(path)
         self.model = AutoModelForSequenceClassification.from_pretrained(path)
         limit = int(getattr(self.tokenizer, "model_max_length", max_length) or max_length)
+        positions = getattr(self.model.config, "max_position_embeddings", None)
+        if positions:  # RoBERTa-style models reserve two positions for the padding offset
+            limit = min(limit, int(positions) - (2 if self.model.config.model_type in ("roberta", "xlm-roberta", "camembert") else 0))
         self.max_length, self.max_query_length = min(int(max_length), limit), int(max_query_length)
         self.token_types = int(getattr(self.model.config, "type_vocab_size", 0) or 0) > 1
         if self.model.config.num_labels not in (1, 2):

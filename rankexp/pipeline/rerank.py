@@ -97,7 +97,7 @@ def candidates_from(run_file: str | Path | None, first_stage, collection, cache,
             raise DataError(f"--run {path}: none of the {len(qids)} selected queries is in it (e.g. {qids[0]!r}); see --queries")
         name, source = path.stem, {"run_file": str(path)}
     top = first_stage_top(run, list(run), k)
-    absent = sorted({d for r in top.values() for d in r if d not in collection.docs and d not in docs})
+    absent = sorted({d for r in run.values() for d in r if d not in collection.docs and d not in docs})
     if absent:
         where = f"--run {run_file}" if run_file is not None else f"first stage {name}"
         raise DataError(f"{where}: {len(absent)} candidate documents are not in {collection.name}'s corpus "
