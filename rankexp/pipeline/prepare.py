@@ -50,9 +50,10 @@ class Prepared:
 
 
 def run_device(cfg: DictConfig) -> str:
-    import torch
+    """``cuda`` (this rank's GPU: ``cuda:LOCAL_RANK`` is made current) or ``cpu``."""
+    from rankexp.distributed import device
 
-    return "cuda" if torch.cuda.is_available() and cfg.trainer.get("accelerator") in ("gpu", "cuda", "auto") else "cpu"
+    return device(cfg.trainer.get("accelerator"))
 
 
 def seed(cfg: DictConfig) -> None:
