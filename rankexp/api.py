@@ -52,6 +52,7 @@ def train(cfg: DictConfig, overrides: Sequence[str] = (), force: bool = False, w
     SIGTERM/SIGINT save a resumable checkpoint, set ``failed: interrupted (SIGTERM)`` and raise
     ``Interrupted`` (exit code 143/130); a full disk raises ``DiskFullError``.
     """
+    from rankexp.distributed import barrier
     from rankexp.tracking import lifecycle as lc
     from rankexp.tracking.loggers import finish_all
 
@@ -61,11 +62,8 @@ def train(cfg: DictConfig, overrides: Sequence[str] = (), force: bool = False, w
     lock = None if rd.readonly else lc.RunLock(rd.path).acquire(wait=wait)
     exit_code = 1
     try:
-        if rd.is_complete() and not force:
-            exit_code = 0
-            return RunResult(rd.run_id, rd.path, rd.metrics(), skipped=True)
         resume = rd.checkpoints / "last.ckpt"
-        if not rd.readonly:
+        if not rd.readonly and not (rd.is_complete() and not force):
             lc.clean_temp(rd.checkpoints)  # a save cut off by a crash
             if force and rd.path.exists():
                 resume.unlink(missing_ok=True)
@@ -74,6 +72,12 @@ def train(cfg: DictConfig, overrides: Sequence[str] = (), force: bool = False, w
                 if not ok:
                     moved = lc.quarantine(resume)
                     lc.notice(f"{resume}: {why}; moved aside to {moved.name}, run {rd.run_id} restarts from scratch")
+        # ranks started together (torchrun, SLURM) decide skip/resume only after rank 0 settled the
+        # checkpoint above; under Lightning's launcher ranks > 0 start later anyway (rankexp.distributed)
+        barrier(cfg.trainer.get("accelerator"))
+        if rd.is_complete() and not force:
+            exit_code = 0
+            return RunResult(rd.run_id, rd.path, rd.metrics(), skipped=True)
         with lc.SignalGuard() as guard, lc.Heartbeat(rd):
             try:
                 rd.start(cfg, overrides, int(cfg.seed), fresh=not resume.exists())
