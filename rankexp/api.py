@@ -9,7 +9,6 @@ Python users get exactly what the CLI does::
 from __future__ import annotations
 
 import logging
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Mapping, Sequence
@@ -208,43 +207,10 @@ def retrieve(cfg: DictConfig, split_name: str = "test") -> RunResult:
     """Run the configured first stage (``first_stage=bm25|dense|hybrid``) on one split's queries (or
     ``all``), evaluate it with ``eval.retrieval_measures`` to depth ``eval.retrieval_k``, and write
     ``run.trec``, ``metrics.json`` and ``perquery.tsv`` under ``<output_dir>/retrievals/<id>/``."""
-    from rankexp.config.compose import build
-    from rankexp.data.collection import load_collection
-    from rankexp.data.splits import resolve_splits
-    from rankexp.errors import ConfigError
-    from rankexp.eval.measures import PROVIDER, evaluate, parse_measures
-    from rankexp.eval.trec_io import sort_ranking, write_run
-    from rankexp.tracking.cache import Cache
-    from rankexp.utils.hashing import stable_hash
-    from rankexp.utils.io import write_json
+    from rankexp.pipeline.retrieve import retrieve as run_retrieve
 
-    if split_name not in ("train", "dev", "test", "all"):
-        raise ConfigError(f"--split must be train, dev, test or all, got {split_name!r}")
-    t0 = time.perf_counter()
-    measures = [str(m) for m in parse_measures(list(cfg.eval.retrieval_measures))]
-    first_stage = build(cfg.first_stage, "first_stage")
-    collection = load_collection(cfg.data)
-    judged = collection.queries_with_relevant()
-    qids = judged if split_name == "all" else resolve_splits(cfg.data, collection)[0][split_name]
-    cont = to_container(cfg)
-    rid = stable_hash({"data": cont["data"], "first_stage": cont["first_stage"], "split": split_name,
-                       "k": cont["eval"]["retrieval_k"]}, 10)
-    out = Path(cfg.paths.output_dir) / "retrievals" / rid
-    cache = Cache(Path(cfg.paths.cache_dir))
-    run = first_stage.retrieve(collection, cache, {q: collection.queries[q] for q in qids})
-    depth = int(cfg.eval.retrieval_k)
-    run = {q: dict(sort_ranking(r)[:depth]) for q, r in run.items()}
-    result = evaluate(run, {q: collection.qrels[q] for q in qids}, measures, qids=qids, complete=True)
-    rd = RunDir(out)
-    rd.path.mkdir(parents=True, exist_ok=True)
-    write_run(out / "run.trec", run, tag=f"rankexp-{first_stage.name}")
-    rd.write_perquery({first_stage.name: result.perquery})
-    metrics = {"run_id": rid, "dataset": collection.name, "split": split_name, "provider": result.provider, "k": depth,
-               "first_stage": {"name": first_stage.name, "params": first_stage.params()},
-               "queries": {"evaluated": result.num_queries, "without_results": result.missing_in_run},
-               "model": result.aggregate, "wall_s": round(time.perf_counter() - t0, 2), "cache": cache.summary()}
-    write_json(out / "metrics.json", metrics)
-    return RunResult(rid, out, metrics, cache=cache.summary())
+    rid, out, metrics = run_retrieve(cfg, split_name)
+    return RunResult(rid, out, metrics, cache=metrics["cache"])
 
 
 def rerank(model: str | Path, overrides: Sequence[str] = (), *, cfg: DictConfig | None = None, run_file: str | Path | None = None,
