@@ -1,5 +1,8 @@
 """Experiment loggers: W&B (offline unless logged in), CSV, or none. A W&B failure is a warning.
 
+Each ``conf/logger/*.yaml`` is a ``_target_`` config of a :class:`LoggerFactory` (like every other
+group); :func:`build_logger` instantiates it and calls it with the run's identity.
+
 The run directory stays the source of truth; W&B mirrors it: config, train/dev curves, final
 metrics (baseline beside model) and the per-query table.
 """
@@ -79,18 +82,70 @@ def _leftover_run() -> None:
         pass
 
 
-def build_logger(cfg: Mapping[str, Any], run_id: str, rundir: Path, output_dir: Path, config: dict, tags: list[str]):
-    kind = (cfg or {}).get("kind", "none")
-    if kind == "none":
+class LoggerFactory:
+    """A ``logger`` config: ``_target_`` names one of these classes, its keys are the arguments, and
+    calling it with the run's identity builds the Lightning logger (``False``: none). Subclass it for
+    another experiment tracker and point ``conf/logger/NAME.yaml``'s ``_target_`` at the subclass.
+
+    ``kind`` labels what it builds (``wandb``, ``csv``, ``none``); sweeps read it (one W&B group per
+    sweep), so a config's ``kind`` must match its class.
+    """
+
+    kind = "none"
+
+    def __init__(self, kind: str | None = None):
+        if kind is not None and kind != self.kind:
+            raise ValueError(f"logger.kind={kind} does not match logger._target_ {type(self).__name__} "
+                             f"(which builds a {self.kind} logger); choose the logger with logger=NAME")
+
+    def __call__(self, run_id: str, rundir: Path, output_dir: Path, config: dict, tags: list[str]):
         return False
-    if kind == "csv":
+
+
+class NoLoggerFactory(LoggerFactory):
+    """No experiment logger; history.jsonl in the run directory still records the curves."""
+
+    kind = "none"
+
+
+class CSVLoggerFactory(LoggerFactory):
+    """Lightning's CSVLogger, written into the run directory (``csv/metrics.csv``)."""
+
+    kind = "csv"
+
+    def __call__(self, run_id, rundir, output_dir, config, tags):
         from pytorch_lightning.loggers import CSVLogger
 
         return CSVLogger(save_dir=str(rundir), name="csv", version="")
-    if kind == "wandb":
+
+
+class WandbLoggerFactory(LoggerFactory):
+    """Weights & Biases through Lightning's WandbLogger, one W&B run per rankexp run (id = run id).
+
+    ``mode``: null = ``WANDB_MODE`` if set, online when logged in, else offline. An unreachable server
+    (a connect probe) or a failed online start falls back to offline with one warning line; when W&B
+    cannot start at all the run goes on without it (one line). Every W&B run is finished when its run
+    ends (:func:`finish_all`).
+    """
+
+    kind = "wandb"
+
+    def __init__(self, project: str = "rankexp", entity: str | None = None, group: str | None = None,
+                 job_type: str | None = "train", tags: Any = (), mode: str | None = None, kind: str | None = None):
+        super().__init__(kind)
+        self.project, self.entity, self.group, self.job_type = project, entity, group, job_type
+        self.tags, self.mode = [str(t) for t in (tags or [])], mode
+
+    def settings(self) -> dict[str, Any]:
+        return {"project": self.project, "entity": self.entity, "group": self.group, "job_type": self.job_type,
+                "tags": self.tags, "mode": self.mode}
+
+    def __call__(self, run_id, rundir, output_dir, config, tags):
         from rankexp.tracking.lifecycle import notice
 
-        mode = wandb_mode(cfg.get("mode"))
+        cfg = self.settings()
+        output_dir = Path(output_dir)
+        mode = wandb_mode(self.mode)
         sync_hint = f"push it later with `rankexp wandb sync {run_id}`"
         if mode == "online":
             why = unreachable()
@@ -113,7 +168,39 @@ def build_logger(cfg: Mapping[str, Any], run_id: str, rundir: Path, output_dir: 
                 notice(f"W&B unavailable ({first}; offline: {type(e2).__name__}); results stay in the run directory")
                 return False
         return logger
-    raise ValueError(f"logger.kind must be wandb, csv or none, got {kind!r}")
+
+
+# a logger config without _target_ (written before loggers were _target_ configs): its kind decides
+_BY_KIND: dict[str, type[LoggerFactory]] = {"none": NoLoggerFactory, "csv": CSVLoggerFactory, "wandb": WandbLoggerFactory}
+
+
+def logger_factory(cfg: Mapping[str, Any] | None) -> LoggerFactory:
+    """The :class:`LoggerFactory` a ``logger`` config describes (built through its ``_target_``)."""
+    from omegaconf import DictConfig, OmegaConf
+
+    from rankexp.config.compose import build
+    from rankexp.errors import ConfigError
+
+    if not cfg:
+        return NoLoggerFactory()
+    if "_target_" not in cfg:
+        kind = cfg.get("kind", "none")
+        if kind not in _BY_KIND:
+            raise ConfigError(f"logger.kind must be wandb, csv or none, got {kind!r}")
+        if kind != "wandb":
+            return _BY_KIND[kind](kind)
+        plain = OmegaConf.to_container(cfg, resolve=True) if isinstance(cfg, DictConfig) else dict(cfg)
+        keys = ("project", "entity", "group", "job_type", "tags", "mode")
+        return WandbLoggerFactory(**{k: plain[k] for k in keys if k in plain})
+    factory = build(cfg, "logger")
+    if not isinstance(factory, LoggerFactory):
+        raise ConfigError(f"logger._target_ must name a rankexp.tracking.loggers.LoggerFactory, got {type(factory).__name__}")
+    return factory
+
+
+def build_logger(cfg: Mapping[str, Any] | None, run_id: str, rundir: Path, output_dir: Path, config: dict, tags: list[str]):
+    """The run's Lightning logger from its ``logger`` config, or ``False`` for none."""
+    return logger_factory(cfg)(run_id, Path(rundir), Path(output_dir), config, list(tags))
 
 
 def _wandb_logger(cfg: Mapping[str, Any], mode: str, run_id: str, output_dir: Path, config: dict, tags: list[str]):
