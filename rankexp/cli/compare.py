@@ -5,8 +5,6 @@ from __future__ import annotations
 from typing import List, Optional, Tuple
 
 import typer
-from rich.table import Table
-
 from rankexp.cli._common import Debug, console, err_console, handled, quiet_libraries
 
 TEST_HELP = "ttest (paired t-test) | wilcoxon (signed-rank) | randomization (sign-flip, 10k samples, seed 0)"
@@ -63,88 +61,19 @@ def register(app: typer.Typer) -> None:
             if fmt == "table":
                 print_result(result, selection)
             else:
-                text = {"csv": cmp.to_csv, "json": cmp.to_json, "latex": cmp.to_latex, "markdown": cmp.to_markdown}[fmt](result)
-                print(text, end="")
+                print(cmp.render_text(result, fmt), end="")
 
 
 def print_result(result, selection=None) -> None:
-    from rankexp.eval.compare import DOWN, UP, cell, dev_curve_rows, fmt, fmt_p, seeds_cell
+    from rankexp.eval.compare.render.rich_table import comparison_renderables
 
     datasets = sorted({str(r.metrics.get("dataset")) for r in (selection.runs if selection else [])})
-    where = f"{', '.join(datasets)} test split · " if datasets else ""
-    table = Table(title=f"{where}{result.n_queries} queries · baseline {result.baseline}")
-    table.add_column("system")
-    table.add_column("seeds", justify="right")
-    for m in result.measures:
-        table.add_column(m, justify="right")
-    for s in result.systems:
-        name = s.label + (" [dim](baseline)[/]" if s.label == result.baseline else "")
-        cells = [name, seeds_cell(s)]
-        for m in result.measures:
-            c = cell(result, s, m)
-            text = (f"[bold]{c.mean}[/]" if c.best else c.mean) + (f" ± {c.std}" if c.std else "")
-            if c.marker:
-                text += f" [{'green' if c.marker == UP else 'red'}]{c.marker}[/]"
-            if c.ci:
-                text += f"\n[dim][{c.ci[0]}, {c.ci[1]}][/]"
-            cells.append(text)
-        table.add_row(*cells)
-    console.print(table)
-    console.print(result.legend(), highlight=False)
-    console.print(result.tests_line(), highlight=False)
-
-    tests = Table(title=f"paired {result.test} vs {result.baseline}")
-    for col, just in (("system", "left"), ("measure", "left"), ("Δ mean", "right"), ("queries", "right"),
-                      ("p", "right"), ("p " + ("(uncorrected)" if result.correction == "none" else f"({result.correction})"), "right"), ("", "left")):
-        tests.add_column(col, justify=just)
-    for c in result.comparisons:
-        style = "green" if c.marker == UP else "red" if c.marker == DOWN else ""
-        tests.add_row(c.system, c.measure, f"{c.mean_diff:+.4f}", str(c.n_queries), fmt_p(c.p_value), fmt_p(c.p_adjusted),
-                      f"[{style}]{c.marker}[/]" if style else "")
-    console.print(tests)
-
-    if result.correlations:
-        corr = Table(title="system orderings (tau_ap: the estimate against the reference)")
-        for col in ("reference", "estimate", "systems", "Kendall τ", "τ_ap", "RBO (p=0.9)"):
-            corr.add_column(col, justify="left" if col in ("reference", "estimate") else "right")
-        for c in result.correlations:
-            corr.add_row(c.reference, c.estimate, str(len(c.systems)), fmt(c.kendall_tau, 3), fmt(c.tau_ap, 3), fmt(c.rbo, 3))
-        console.print(corr)
-    curve = dev_curve_rows(result)
-    if curve:
-        steps, rows = curve
-        dev = Table(title=f"dev {rows[0][1]} over training (mean ± std over seeds)")
-        dev.add_column("system")
-        for st in steps:
-            dev.add_column(f"step {st}", justify="right")
-        for label, _, cells in rows:
-            dev.add_row(label, *cells)
-        console.print(dev)
-    for n in result.notes:
-        console.print(f"[yellow]note:[/] {n}", highlight=False)
+    for item in comparison_renderables(result, datasets):
+        console.print(item, highlight=False)
 
 
 def print_run_pair(rc) -> None:
-    from rankexp.eval.compare import fmt, run_pair_query_note
+    from rankexp.eval.compare.render.rich_table import run_pair_renderables
 
-    table = Table(title=f"per-query rank correlation: {rc.run_a} (reference) vs {rc.run_b}"
-                        + (f", top {rc.depth}" if rc.depth else ""))
-    for col in ("query", "Kendall τ-b", "τ_ap", f"RBO (p={rc.p:g})", "shared docs", "docs"):
-        table.add_column(col, justify="left" if col == "query" else "right")
-    for q, v in rc.per_query.items():
-        table.add_row(q, fmt(v["kendall_tau"], 3), fmt(v["tau_ap"], 3), fmt(v["rbo"], 3), str(int(v["n_common"])),
-                      str(int(v.get("n_docs", v["n_common"]))))
-    m = rc.means
-    table.add_row("[bold]mean[/]", f"[bold]{fmt(m['kendall_tau'], 3)}[/]", f"[bold]{fmt(m['tau_ap'], 3)}[/]",
-                  f"[bold]{fmt(m['rbo'], 3)}[/]", f"[bold]{fmt(m['n_common'], 1)}[/]", f"[bold]{fmt(m.get('n_docs'), 1)}[/]",
-                  end_section=False)
-    table.add_row("[dim]queries[/]", *[f"[dim]{rc.queries.get(k, 0)}[/]" for k in ("kendall_tau", "tau_ap", "rbo")], "", "")
-    console.print(table)
-    console.print(f"{len(rc.per_query)} queries in both runs; {run_pair_query_note(rc)}", highlight=False, markup=False)
-    console.print("τ-b and τ_ap: over the union of the two rankings, equal (float32) scores tied, a document missing "
-                  "from one ranking tied below all of its documents; RBO: the two lists in trec_eval order",
-                  highlight=False, markup=False)
-    for name, only in (("A", rc.only_in_a), ("B", rc.only_in_b)):
-        if only:
-            console.print(f"note: {len(only)} queries only in {name}: {' '.join(only[:10])}{' ...' if len(only) > 10 else ''}",
-                          highlight=False, markup=False, style="yellow")
+    for item in run_pair_renderables(rc):
+        console.print(item, highlight=False)
