@@ -14,8 +14,6 @@ from __future__ import annotations
 
 from typing import Any, Sequence
 
-import numpy as np
-
 from rankexp.data.tokens import BiPairEncoder, PairEncoder, Texts, TextEncoder
 
 Run = dict[str, dict[str, float]]
@@ -66,25 +64,11 @@ class BiScorer(Scorer):
         """Each distinct query and document encoded once (a pair-by-pair pass would encode a query
         once per candidate), then the two embeddings' similarity in float32; equal to
         ``BiEncoder.forward`` on each pair."""
-        from rankexp.retrieval.dense import encode_ids
+        from rankexp.retrieval.dense import score_pairs_apart
 
-        if not pairs:
-            return {}
         doc_text = TextEncoder(texts.tokenizer, texts.docs, texts.max_length)
         query_text = TextEncoder(texts.tokenizer, texts.queries, texts.max_query_length)
-        qids = sorted({q for q, _ in pairs})
-        dids = sorted({d for _, d in pairs})
-        q = encode_ids(encoder, query_text, qids, "query", batch_size, device, f"{description}: queries", fast=fast)
-        d = encode_ids(encoder, doc_text, dids, "doc", batch_size, device, f"{description}: candidates", fast=fast)
-        q_row = {x: i for i, x in enumerate(qids)}
-        d_row = {x: i for i, x in enumerate(dids)}
-        qi = np.fromiter((q_row[a] for a, _ in pairs), dtype=np.int64, count=len(pairs))
-        di = np.fromiter((d_row[b] for _, b in pairs), dtype=np.int64, count=len(pairs))
-        scores = np.einsum("ij,ij->i", q[qi], d[di])
-        run: Run = {}
-        for (a, b), s in zip(pairs, scores.tolist()):
-            run.setdefault(a, {})[b] = float(s)
-        return run
+        return score_pairs_apart(encoder, doc_text, query_text, list(pairs), batch_size, device, fast, f"{description}: encoding")
 
     def retrieve(self, encoder, collection, cache, qids, k, batch_size, device):
         """Exact top-``k`` from the whole corpus; the index is cached by the document side's weights."""

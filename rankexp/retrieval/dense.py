@@ -335,10 +335,18 @@ def rerank_pairs(encoder, collection: Collection, cache: Cache, pairs: Sequence[
     if not pairs:
         return {}
     doc_text, query_text = texts_for(encoder, collection, cache)
+    return score_pairs_apart(encoder, doc_text, query_text, pairs, batch_size, device, fast)
+
+
+def score_pairs_apart(encoder, doc_text, query_text, pairs: Sequence[tuple[str, str]], batch_size: int = 64,
+                      device: str = "cpu", fast: str | None = None, description: str = "encoding") -> Run:
+    """:func:`rerank_pairs` on given text encoders (e.g. token tables with in-memory texts)."""
+    if not pairs:
+        return {}
     qids = sorted({q for q, _ in pairs})
     dids = sorted({d for _, d in pairs})
-    q = encode_ids(encoder, query_text, qids, "query", batch_size, device, "encoding test queries", fast=fast)
-    d = encode_ids(encoder, doc_text, dids, "doc", batch_size, device, "encoding candidates", fast=fast)
+    q = encode_ids(encoder, query_text, qids, "query", batch_size, device, f"{description} queries", fast=fast)
+    d = encode_ids(encoder, doc_text, dids, "doc", batch_size, device, f"{description} candidates", fast=fast)
     q_row = {x: i for i, x in enumerate(qids)}
     d_row = {x: i for i, x in enumerate(dids)}
     qi = np.fromiter((q_row[a] for a, _ in pairs), dtype=np.int64, count=len(pairs))
