@@ -42,9 +42,17 @@ def build_module(prep: Prepared):
     max_steps = int(cfg.trainer.max_steps)
     params = inspect.signature(cls.__init__).parameters
     extra = {name: provide(prep) for name, provide in PROVIDERS.items() if name in params}
-    return cls(prep.encoder, prep.loss, prep.weighter, **extra, lr=float(cfg.model.lr),
-               head_lr=float(cfg.model.head_lr) if cfg.model.get("head_lr") else None,
-               weight_decay=float(cfg.model.weight_decay),
-               warmup_steps=int(round(float(cfg.model.warmup_ratio) * max_steps)), max_steps=max_steps,
-               dev_qrels=prep.dev_qrels, dev_measures=(prep.dev_measure,),
-               length_buckets=int(cfg.train.length_buckets))
+    module = cls(prep.encoder, prep.loss, prep.weighter, **extra, lr=float(cfg.model.lr),
+                 head_lr=float(cfg.model.head_lr) if cfg.model.get("head_lr") else None,
+                 weight_decay=float(cfg.model.weight_decay),
+                 warmup_steps=int(round(float(cfg.model.warmup_ratio) * max_steps)), max_steps=max_steps,
+                 dev_qrels=prep.dev_qrels, dev_measures=(prep.dev_measure,),
+                 length_buckets=int(cfg.train.length_buckets))
+    if hasattr(module, "check_inputs"):  # what the loss/weighter require in a batch: one line now, before any training
+        module.check_inputs(batch_sources(prep))
+    return module
+
+
+def batch_sources(prep: Prepared) -> dict[str, Any]:
+    """The runs that can fill a training batch's score fields (rankexp.models.batch); None = not available."""
+    return {"first_stage_scores": prep.fs_run, "teacher_scores": None}

@@ -79,6 +79,7 @@ def fit(prep: Prepared, module, rd: RunDir, resume: Path | None) -> Fitted:
     from rankexp.data.examples import build_groups
     from rankexp.eval.measures import evaluate
     from rankexp.models.datamodule import RankingDataModule
+    from rankexp.pipeline.build import batch_sources
     from rankexp.tracking.loggers import build_logger
     from rankexp.utils.progress import enabled as progress_enabled
 
@@ -103,7 +104,7 @@ def fit(prep: Prepared, module, rd: RunDir, resume: Path | None) -> Fitted:
     groups = build_groups(prep.collection, prep.split["train"], prep.sampler, int(cfg.train.num_negatives),
                           max_steps * int(cfg.train.batch_size) * accumulate * trainer.world_size, int(cfg.seed))
     dm = RankingDataModule(groups, prep.dev_pairs, prep.pairs, int(cfg.train.batch_size), int(cfg.eval.batch_size),
-                           accumulate * trainer.world_size)
+                           accumulate * trainer.world_size, sources=batch_sources(prep))
     mode = resolve_mode(cfg.eval.get("mode"), prep.scorer)
 
     # the untrained start on the same test queries (a row every study table needs): the module's
