@@ -249,3 +249,32 @@ def test_select_start_keeps_the_untrained_start_when_no_dev_evaluation_beats_it(
     # without it, the last best dev evaluation is the model (step > 0)
     off = train(compose(fast_overrides(vaswani_slice, tmp_path / "off", **{"model.lr": 1e-30}))).metrics
     assert off["dev"]["kept_start"] is False and off["dev"]["best_step"] > 0
+
+
+def test_model_kind_comes_from_the_config():
+    """model.module / model.scorer name the Lightning module and the scorer; a config written before
+    they existed (an older run directory) gets them from its encoder's kind."""
+    from omegaconf import OmegaConf
+
+    from rankexp.pipeline.build import module_class
+    from rankexp.pipeline.scorers import BiScorer, CrossScorer, scorer_for
+
+    class Enc:
+        kind = "bi"
+
+    for name, scorer, module in [("tiny", CrossScorer, "RankingModule"), ("tiny_bi", BiScorer, "BiEncoderModule"),
+                                 ("cross_encoder", CrossScorer, "RankingModule"), ("bi_reranker", BiScorer, "BiEncoderModule")]:
+        cfg = compose([f"model={name}"])
+        assert type(scorer_for(cfg.model, None)) is scorer and module_class(cfg.model, None).__name__ == module
+    legacy = OmegaConf.create({"encoder": {"_target_": "rankexp.models.biencoder.BiEncoder"}})
+    assert isinstance(scorer_for(legacy, Enc()), BiScorer) and module_class(legacy, Enc()).__name__ == "BiEncoderModule"
+
+
+def test_an_unknown_module_target_is_one_line(vaswani_slice, tmp_path):
+    from typer.testing import CliRunner
+
+    from rankexp.cli import app
+
+    res = CliRunner().invoke(app, ["train", *fast_overrides(vaswani_slice, tmp_path, **{"model.module._target_": "rankexp.nope.Module"})])
+    assert res.exit_code == 2, res.output
+    assert "model.module._target_" in res.output and "rankexp.nope.Module" in res.output and "Traceback" not in res.output
