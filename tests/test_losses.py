@@ -69,3 +69,45 @@ def test_bad_arguments(ctor):
 def test_needs_a_negative():
     with pytest.raises(ValueError, match="at least one negative"):
         RankNetLoss()(torch.zeros(3, 1))
+
+
+# ------------------------------------------------------------------ loss(scores, batch)
+from rankexp.losses.pairwise import LambdaRankNetLoss  # noqa: E402
+from rankexp.models.batch import Batch  # noqa: E402
+
+BATCH = Batch.of_groups(["q0", "q1"], [["p0", "a", "b"], ["p1", "c", "d"]])
+
+
+@pytest.mark.parametrize("loss", [BCELoss(), RankNetLoss(), MarginLoss(), SoftmaxCELoss(temperature=2.0)], ids=lambda l: type(l).__name__)
+def test_the_batch_signature_gives_the_same_hand_computed_values(loss):
+    assert loss(S, BATCH).tolist() == pytest.approx(loss(S).tolist(), abs=1e-7)
+    assert loss.requires == frozenset()  # scores (and labels) are all they need
+
+
+def test_bce_reads_the_batch_labels():
+    # labels that say the *last* document of row 0 is the relevant one: BCE follows them
+    batch = Batch.of_groups(["q0", "q1"], [["p0", "a", "b"], ["p1", "c", "d"]])
+    batch.labels = torch.tensor([[0.0, 0.0, 1.0], [1.0, 0.0, 0.0]])
+    # row 0: [softplus(2), softplus(0), softplus(-1)] mean; row 1 as before
+    expected = [(sp(2) + sp(0) + sp(-1)) / 3, (sp(0) + sp(1) + sp(-1)) / 3]
+    assert BCELoss()(S, batch).tolist() == pytest.approx(expected, abs=1e-6)
+
+
+def test_lambda_ranknet_hand_computed_with_ranks_and_padding():
+    # row 0: positive at rank 3, negatives at ranks 1 and 2; row 1: one real negative (rank 4), one padded column
+    scores = torch.tensor([[0.5, 2.0, 1.0], [1.0, 0.0, 7.0]], requires_grad=True)
+    batch = Batch.of_groups(["q0", "q1"], [["p", "x", "y"], ["p", "z", ""]],
+                            extras={"ranks": torch.tensor([[3.0, 1.0, 2.0], [1.0, 4.0, 1.0]]),
+                                    "mask": torch.tensor([[True, True, True], [True, True, False]])})
+    got = LambdaRankNetLoss(lambda_weight=True)(scores, batch)
+    expect = [abs(1 / 3 - 1) * sp(2.0 - 0.5) + abs(1 / 3 - 1 / 2) * sp(1.0 - 0.5), abs(1 - 1 / 4) * sp(0.0 - 1.0)]
+    assert got.tolist() == pytest.approx(expect, rel=1e-6)
+    got.sum().backward()
+    assert scores.grad[1, 2].item() == 0.0  # the padded column gets no gradient
+    mean = LambdaRankNetLoss(lambda_weight=False)(scores.detach(), batch)
+    assert mean.tolist() == pytest.approx([(sp(1.5) + sp(0.5)) / 2, sp(-1.0)], rel=1e-6)
+    assert LambdaRankNetLoss.requires == {"ranks", "mask"}
+    with pytest.raises(ValueError, match="needs the batch"):
+        LambdaRankNetLoss()(scores.detach())
+    with pytest.raises(ValueError, match="lambda_weight must be true or false"):
+        LambdaRankNetLoss(lambda_weight="yes")
