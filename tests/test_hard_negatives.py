@@ -303,6 +303,10 @@ def test_adore_retrieval_follows_the_query_encoder_over_a_frozen_index(tmp_path)
     s = DenseDynamicNegatives(depth=20)
     cache = Cache(tmp_path)
     s.setup(coll, {}, MiningContext(cache, enc, list(coll.queries)))
+    assert enc.shared  # the sampler only mines: it leaves the model alone
+    from rankexp.models.bimodule import BiEncoderModule
+
+    BiEncoderModule(enc, s.objective, dynamic=s)  # the module freezes the document side the index came from
     assert not enc.shared and not any(p.requires_grad for p in enc.doc_model.parameters())
     doc_hash, digest = doc_encoder_hash(enc), s.index.digest()
     _, qtext = texts_for(enc, coll, cache)

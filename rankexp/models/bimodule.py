@@ -8,7 +8,8 @@ other group's documents as random negatives), its positive the target; another g
 is judged relevant to the query is masked out (a false in-batch negative). Otherwise the configured
 loss scores each group's own documents only. With a dynamic sampler (ADORE) the sampler mines each
 query's negatives from its frozen index (``mine``) and the module trains on them with the sampler's
-``objective`` (ADORE's pairwise loss, not ``loss=``).
+``objective`` (ADORE's pairwise loss, not ``loss=``); a sampler that needs the document side fixed
+(``frozen_documents``) has the module freeze it (:meth:`BiEncoderModule.freeze_documents`).
 
 Dev evaluation and checkpoint selection are those of :class:`RankingModule` (the dev queries'
 first-stage candidates, scored by similarity).
@@ -30,6 +31,15 @@ class BiEncoderModule(RankingModule):
         self.relevant = relevant or {}
         self.dynamic = dynamic
         self.dynamic_loss = dynamic.objective if dynamic is not None else None
+        if getattr(dynamic, "frozen_documents", False):
+            self.freeze_documents()
+
+    def freeze_documents(self) -> None:
+        """Give the document side its own copy of the current weights and never train it (ADORE: the
+        frozen index holds that side's embeddings, so only the query encoder learns)."""
+        self.encoder.unshare()
+        for p in self.encoder.doc_model.parameters():
+            p.requires_grad_(False)
 
     def forward(self, inputs: dict[str, torch.Tensor]) -> torch.Tensor:
         return self.encoder(**inputs)

@@ -65,6 +65,7 @@ class DenseDynamicNegatives(NegativeSampler):
     name = "dense_dynamic"
     dynamic = True
     provides = frozenset({"ranks", "mask"})  # what mine() gives the loss beyond scores
+    frozen_documents = True  # the model's document side must stay as the index was built (the module freezes it)
 
     def __init__(self, depth: int = 200, lambda_weight: bool = True, skip_top: int = 0, margin_abs: float | None = None,
                  margin_rel: float | None = None, max_score: float | None = None):
@@ -84,9 +85,7 @@ class DenseDynamicNegatives(NegativeSampler):
                               "index; use it with model=bi_encoder (for a cross-encoder use dense_static)")
         from rankexp.retrieval.dense import build_index
 
-        encoder.unshare()  # the document side keeps the warm-up weights and never trains
-        for p in encoder.doc_model.parameters():
-            p.requires_grad_(False)
+        # the index is the document side's embeddings now; the module keeps that side frozen (frozen_documents)
         self.index = build_index(encoder, collection, ctx.cache, ctx.batch_size, ctx.device)
         self.index_digest = self.index.digest()
         self.relevant = {q: collection.relevant(q) for q in collection.queries}
