@@ -100,3 +100,68 @@ def test_wandb_failures_never_fail_the_html(fx, tmp_path, monkeypatch):
 def test_report_unknown_run_is_one_line_error(tmp_path):
     res = runner.invoke(app, ["report", "nosuchsweep"], env={"RANKEXP_OUTPUT": str(tmp_path)})
     assert res.exit_code != 0 and len(res.stderr.strip().splitlines()) == 1 and "nosuchsweep" in res.stderr
+
+
+def _tiny_result(label: str):
+    """A hand-made comparison: one group (two seeds) against the first stage, one measure."""
+    from rankexp.eval import compare as cmp
+    from rankexp.eval import significance
+
+    pq = {"q1": 0.5, "q2": 0.7}
+    group = cmp.System(label=label, kind="group", run_ids=["r1", "r2"], seeds=[1, 2],
+                       summaries={"AP": significance.summarize([0.6, 0.62])}, perquery={"AP": pq})
+    bm25 = cmp.System(label="bm25", kind="first_stage", run_ids=["r1"], seeds=[],
+                      summaries={"AP": significance.summarize([0.4])}, perquery={"AP": {"q1": 0.3, "q2": 0.5}})
+    c = cmp.Comparison(system=label, baseline="bm25", measure="AP", test="ttest", mean_diff=0.2, n_queries=2,
+                       statistic=9.0, p_value=0.01, p_adjusted=0.01, significant=True)
+    return cmp.CompareResult(systems=[group, bm25], measures=["AP"], baseline="bm25", test="ttest", correction="holm",
+                             alpha=0.05, comparisons=[c], correlations=[], differing_keys=[], n_queries=2)
+
+
+def test_html_tables_come_from_the_one_table_model_and_are_autoescaped():
+    from rankexp.eval.compare.render.html_table import tables_html
+
+    html = tables_html(_tiny_result('<script>alert("x")</script> & co'))
+    table = str(html["comparison"])
+    assert "<script>" not in table and "&lt;script&gt;" in table and "&amp; co" in table
+    row = next(line for line in table.splitlines() if "&lt;script&gt;" in line)  # one <tr> per line
+    assert row.startswith("<tr><td class=\"l\">") and "<b>0.6100</b> ± 0.0141" in row and ">▲</span>" in row
+    assert 'title="p (holm) = 0.0100"' in row
+    assert '<tr class="baseline"><td class="l">bm25 <em>(baseline)</em></td><td>–</td><td>2</td><td>0.4000</td></tr>' in table
+    assert "<td>+0.2000</td><td>2</td><td>9.000</td><td>0.0100</td><td>0.0100</td><td class=\"up\">▲</td>" in str(html["tests"])
+    assert "fewer than two orderings" in str(html["orderings"]) and str(html["dev_curve"]) == ""
+
+
+def test_every_renderer_draws_the_same_cells():
+    """markdown, LaTeX, rich and HTML all read comparison_table: the same mean, std, CI and marker."""
+    from rich.console import Console
+
+    from rankexp.eval import compare as cmp
+    from rankexp.eval.compare.render.rich_table import comparison_renderables
+
+    result = _tiny_result("loss=x")
+    t = cmp.comparison_table(result)
+    c = t.rows[0].cells[0]
+    assert (c.mean, c.std, c.ci, c.marker, c.best) == ("0.6100", "0.0141", ("0.483", "0.737"), "▲", True)
+    assert "| loss=x | 2 | 2 | **0.6100** ± 0.0141 ▲ [0.483, 0.737] |" in cmp.to_markdown(result)
+    assert "loss=x & 2 & \\textbf{0.6100} $\\pm$ 0.0141$^{\\blacktriangle}$ \\\\" in cmp.to_latex(result)
+    console = Console(width=200, record=True, emoji=False)
+    for item in comparison_renderables(result):
+        console.print(item)
+    text = console.export_text()
+    assert "0.6100 ± 0.0141 ▲" in text and "[0.483, 0.737]" in text and "paired ttest vs bm25" in text
+
+
+def test_templates_are_package_data():
+    """The Jinja2 templates ship in the wheel: pyproject's package-data globs match every one."""
+    import tomllib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parent.parent
+    globs = tomllib.loads((root / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]["rankexp"]
+    templates = sorted((root / "rankexp").rglob("templates/*.j2"))
+    assert len(templates) >= 2
+    assert "jinja2" in " ".join(tomllib.loads((root / "pyproject.toml").read_text())["project"]["dependencies"])
+    for t in templates:
+        rel = t.relative_to(root / "rankexp")
+        assert any(rel.match(g) or (g.startswith("**/") and rel.match(g[3:])) for g in globs), rel
