@@ -192,7 +192,7 @@ _CROSS = {
     "dropout": number(0, 1, hi_open=True), "tiny": opt(DICT),
 }
 _BI = {
-    "name": STR, **_DENSE_ARCH, "temperature": POS_NUM, "in_batch": BOOL, "checkpoint": opt(STR),
+    "name": STR, **_DENSE_ARCH, "temperature": POS_NUM, "in_batch": BOOL, "checkpoint": opt(STR), "gather_negatives": BOOL,
 }
 
 # Per selected class: the keys of its node (relative), keyed by the node's _target_.

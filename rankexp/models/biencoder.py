@@ -33,6 +33,9 @@ class BiEncoder(nn.Module):
         temperature: similarities are divided by it in the training loss (> 0).
         in_batch: use the other groups' documents of the batch as extra negatives (masking any that
             are judged relevant to the query).
+        gather_negatives: in a distributed run, the in-batch negatives are every rank's documents
+            (gathered, gradients flowing back to each rank), as one process with the whole batch
+            would have; false: each rank's own documents only (``rankexp.distributed``).
         tiny: BertConfig sizes of a random model (tests), as for the cross-encoder.
         checkpoint: start from a rankexp bi-encoder run directory or ``.ckpt`` (e.g. ADORE on top
             of a STAR-trained model) instead of ``name``'s weights.
@@ -42,7 +45,8 @@ class BiEncoder(nn.Module):
 
     def __init__(self, name: str = "all-MiniLM-L6-v2", max_length: int = 256, max_query_length: int = 32,
                  pooling: str = "mean", similarity: str = "cos", shared: bool = True, temperature: float = 0.05,
-                 in_batch: bool = True, tiny: dict[str, Any] | None = None, checkpoint: str | None = None):
+                 in_batch: bool = True, tiny: dict[str, Any] | None = None, checkpoint: str | None = None,
+                 gather_negatives: bool = True):
         super().__init__()
         if pooling not in ("cls", "mean"):
             raise ConfigError(f"model.encoder.pooling must be 'cls' or 'mean', got {pooling!r}")
@@ -54,7 +58,7 @@ class BiEncoder(nn.Module):
             raise ConfigError(f"model.encoder: max_length ({max_length}) >= 8 and max_query_length ({max_query_length}) >= 4 needed")
         self.name, self.max_length, self.max_query_length = name, max_length, max_query_length
         self.pooling, self.similarity, self.shared = pooling, similarity, shared
-        self.temperature, self.in_batch = float(temperature), bool(in_batch)
+        self.temperature, self.in_batch, self.gather_negatives = float(temperature), bool(in_batch), bool(gather_negatives)
         self.tokenizer = load_tokenizer(name)
         self.query_model = load_transformer(name, self.tokenizer, tiny, max(max_length, max_query_length))
         self.doc_model = None if shared else copy.deepcopy(self.query_model)

@@ -21,6 +21,7 @@ from typing import Any, Mapping
 
 import torch
 
+from rankexp.distributed import gather_in_batch
 from rankexp.models.batch import Batch
 from rankexp.models.module import RankingModule, bucketed
 
@@ -62,9 +63,12 @@ class BiEncoderModule(RankingModule):
         d = bucketed(enc.encode, batch.docs, self.length_buckets, side="doc")
         b, g = batch.size, batch.group_size
         if enc.in_batch and self.loss_fn.accepts_extra_negatives:
-            logits = (q @ d.T).float() / enc.temperature  # [B, B*G]
-            logits = logits.masked_fill(self.false_negative_mask(batch.qids, batch.doc_ids).to(logits.device), float("-inf"))
-            target = torch.arange(b, device=logits.device) * g
+            # distributed (model.encoder.gather_negatives): every rank's documents; group `first` is this rank's first
+            d, groups, first = gather_in_batch(d, batch.doc_ids) if getattr(enc, "gather_negatives", True) else (d, batch.doc_ids, 0)
+            first //= g
+            logits = (q @ d.T).float() / enc.temperature  # [B, W*B*G]
+            logits = logits.masked_fill(self.false_negative_mask(batch.qids, groups, first).to(logits.device), float("-inf"))
+            target = (torch.arange(b, device=logits.device) + first) * g
             return self.loss_fn.with_extra_negatives(logits, target, batch)
         scores = (q.unsqueeze(1) * d.view(b, g, -1)).sum(-1).float() / enc.temperature
         return self.loss_fn(scores, batch)
@@ -78,14 +82,15 @@ class BiEncoderModule(RankingModule):
         d = self.dynamic.index.lookup(batch["dids"]).to(q)
         self._val_scores.extend(zip(batch["qids"], batch["dids"], (q * d).sum(-1).float().cpu().tolist()))
 
-    def false_negative_mask(self, qids, doc_ids) -> torch.Tensor:
-        """``[B, B*G]``: True where another group's document is judged relevant to row's query."""
+    def false_negative_mask(self, qids, doc_ids, first: int = 0) -> torch.Tensor:
+        """``[B, N*G]``: True where another group's document is judged relevant to row's query (row i's
+        own group is ``doc_ids[first + i]``)."""
         g = len(doc_ids[0])
         flat = [d for group in doc_ids for d in group]
         mask = torch.zeros((len(qids), len(flat)), dtype=torch.bool)
         for i, q in enumerate(qids):
             rel = self.relevant.get(q, ())
             for j, d in enumerate(flat):
-                if j // g != i and d in rel:
+                if j // g != first + i and d in rel:
                     mask[i, j] = True
         return mask
