@@ -236,7 +236,7 @@ def rerank(model: str | Path, overrides: Sequence[str] = (), *, cfg: DictConfig 
     base = cfg if cfg is not None else compose(list(overrides))
     ranker = load_ranker(model, base.get("model"))
     cfg = rerank_config(base, ranker, overrides)
-    run, cand, ev, info = run_rerank(cfg, ranker, run_file=run_file, queries=queries, docs=docs, query_texts=query_texts)
+    run, ev, info = run_rerank(cfg, ranker, run_file=run_file, queries=queries, docs=docs, query_texts=query_texts)
     metrics = rerank_metrics(ranker.description, ev, info["candidates"], info)
     if not write:
         return Reranked(run, metrics, evaluation=ev)
@@ -252,3 +252,20 @@ def rerank(model: str | Path, overrides: Sequence[str] = (), *, cfg: DictConfig 
     run_file_out = target if is_file else target / "run.trec"
     write_rerank(out_dir, run_file_out, run, f"rankexp-rerank-{rid}", metrics, ev)
     return Reranked(run, metrics, run_file_out, out_dir, ev)
+
+
+def reranker(model: str | Path, overrides: Sequence[str] = (), *, cfg: DictConfig | None = None,
+             run_file: str | Path | None = None, queries: str | Sequence[str] = "test"):
+    """A :class:`~rankexp.pipeline.rerank.RerankSession`: ``model`` and the selected queries'
+    candidates loaded once (as :func:`rerank` selects them), for scoring many in-memory variants::
+
+        s = api.reranker("outputs/runs/ID")
+        before = s.score().run
+        after = s.score(docs={"1234": "perturbed text"}).run
+    """
+    from rankexp.pipeline.loading import load_ranker
+    from rankexp.pipeline.rerank import RerankSession, rerank_config
+
+    base = cfg if cfg is not None else compose(list(overrides))
+    ranker = load_ranker(model, base.get("model"))
+    return RerankSession(rerank_config(base, ranker, overrides), ranker, run_file=run_file, queries=queries)

@@ -76,14 +76,34 @@ def test_cli_prints_the_table_beside_the_first_stage(cross_run, out):
     assert "bm25" in res.output and "nDCG@10" in res.output and "Δ vs bm25" in res.output
 
 
-def test_documents_given_in_memory_change_only_their_scores(cross_run, out):
-    base = api.rerank(cross_run, ovr(out), write=False).run
+@pytest.mark.parametrize("which", ["cross_run", "bi_run"])
+def test_documents_given_in_memory_change_only_their_scores(which, request, out):
+    run_dir = request.getfixturevalue(which)
+    base = api.rerank(run_dir, ovr(out), write=False).run
     q = sorted(base)[0]
     top_doc = sort_ranking(base[q])[0][0]
-    perturbed = api.rerank(cross_run, ovr(out), write=False, docs={top_doc: "zebra zebra xylophone " * 5}).run
+    perturbed = api.rerank(run_dir, ovr(out), write=False, docs={top_doc: "zebra zebra xylophone " * 5}).run
     assert perturbed[q][top_doc] != pytest.approx(base[q][top_doc], abs=1e-6)
     changed = {(a, d) for a in base for d in base[a] if abs(base[a][d] - perturbed[a][d]) > 1e-6}
     assert {d for _, d in changed} == {top_doc}
+
+
+def test_a_session_scores_many_variants(cross_run, out):
+    from rankexp.errors import DataError
+
+    session = api.reranker(cross_run, ovr(out))
+    plain = session.score().run
+    assert plain == api.rerank(cross_run, ovr(out), write=False).run
+    q = session.qids[0]
+    d = sort_ranking(plain[q])[0][0]
+    variants = [session.score(docs={d: text}).run[q][d] for text in ("first variant text", "a second, different text")]
+    assert variants[0] != variants[1] and session.score().run == plain  # nothing sticks between calls
+    new = session.score(docs={"new-doc": "a document that is not in the corpus"}, pairs=[(q, "new-doc")]).run
+    assert set(new[q]) == {"new-doc"}
+    with pytest.raises(DataError, match="not-given"):
+        session.score(pairs=[(q, "not-given")])
+    ev = session.evaluate(plain)
+    assert ev.model.aggregate == api.rerank(cross_run, ovr(out), write=False).metrics["model"]
 
 
 def test_hf_cross_encoder_scores_are_the_models_own(hf_dirs, vaswani_slice, out):

@@ -105,43 +105,77 @@ def candidates_from(run_file: str | Path | None, first_stage, collection, cache,
     return top, name, source
 
 
-def rerank(cfg: DictConfig, ranker, *, run_file: str | Path | None = None, queries: str | Sequence[str] = "test",
-           docs: Mapping[str, str] | None = None, query_texts: Mapping[str, str] | None = None) -> tuple[dict, dict, Evaluation | None, dict[str, Any]]:
-    """Score the candidates of the selected queries with ``ranker``; evaluate when qrels exist.
-    Returns ``(run, candidates, evaluation, info)``."""
-    from rankexp.config.compose import build
-    from rankexp.data.collection import load_collection
-    from rankexp.data.tokens import build_texts
-    from rankexp.eval.measures import parse_measures
-    from rankexp.pipeline.prepare import run_device, seed
-    from rankexp.tracking.cache import Cache
+class RerankSession:
+    """A ranker, a collection, its selected queries and their candidates, loaded once.
 
+    :meth:`score` may be called many times, each time with other texts given in memory (an
+    attack's loop: perturbed documents re-scored by the victim); :meth:`evaluate` puts a scored run
+    beside the candidates' ranking. ``query_texts`` given here also change the first stage's
+    candidates; given to :meth:`score`, only the model's input.
+    """
+
+    def __init__(self, cfg: DictConfig, ranker, *, run_file: str | Path | None = None, queries: str | Sequence[str] = "test",
+                 docs: Mapping[str, str] | None = None, query_texts: Mapping[str, str] | None = None):
+        from rankexp.config.compose import build
+        from rankexp.data.collection import load_collection
+        from rankexp.data.tokens import build_texts
+        from rankexp.eval.measures import parse_measures
+        from rankexp.pipeline.prepare import run_device, seed
+        from rankexp.tracking.cache import Cache
+
+        self.cfg, self.ranker = cfg, ranker
+        seed(cfg)
+        self.measures = [str(m) for m in parse_measures(list(cfg.eval.measures))]
+        self.k = int(cfg.eval.rerank_k)
+        first_stage = build(cfg.first_stage, "first_stage") if run_file is None else None
+        self.collection = load_collection(cfg.data)
+        qids, self.label = select_queries(self.collection, cfg.data, queries)
+        self.cache = Cache(Path(cfg.paths.cache_dir))
+        self.candidates, self.candidates_name, self.source = candidates_from(
+            run_file, first_stage, self.collection, self.cache, qids, self.k, dict(docs or {}), dict(query_texts or {}))
+        self.qids = [q for q in qids if q in self.candidates] if run_file is not None else qids
+        self.pairs = [(q, d) for q in self.qids for d in self.candidates.get(q, {})]
+        self.texts = build_texts(self.collection, ranker.encoder, self.cache)
+        self.device = run_device(cfg)
+        self.judged = [q for q in self.qids if self.collection.relevant(q)]
+
+    def score(self, docs: Mapping[str, str] | None = None, query_texts: Mapping[str, str] | None = None,
+              pairs: Sequence[tuple[str, str]] | None = None, description: str = "reranking"):
+        """The model's scores of ``pairs`` (default: every candidate of the selected queries), with
+        ``docs`` / ``query_texts`` (id -> text) replacing the collection's texts. Returns a
+        :class:`~rankexp.pipeline.predict.Prediction`."""
+        pairs = self.pairs if pairs is None else list(pairs)
+        texts = self.texts.with_texts(docs or None, query_texts or None)
+        absent = sorted({d for _, d in pairs if not texts.has_doc(d)})
+        if absent:
+            raise DataError(f"{len(absent)} documents to score are neither in {self.collection.name}'s corpus nor given "
+                            f"in memory (e.g. {absent[0]!r})")
+        return predict(self.ranker.scorer, self.ranker.encoder, texts, self.qids, mode="rerank", k=self.k, measures=self.measures,
+                       candidates=pairs, batch_size=int(self.cfg.eval.batch_size), device=self.device,
+                       fast=self.cfg.eval.get("fast"), description=description)
+
+    def evaluate(self, run: Mapping[str, Mapping[str, float]]) -> Evaluation | None:
+        """``run`` beside the candidates' ranking on the judged selected queries (None: no qrels)."""
+        if not self.judged:
+            return None
+        return evaluate_beside({q: dict(run.get(q, {})) for q in self.judged}, {self.candidates_name: self.candidates},
+                               {q: self.collection.qrels[q] for q in self.judged}, self.judged, self.measures)
+
+
+def rerank(cfg: DictConfig, ranker, *, run_file: str | Path | None = None, queries: str | Sequence[str] = "test",
+           docs: Mapping[str, str] | None = None, query_texts: Mapping[str, str] | None = None) -> tuple[dict, Evaluation | None, dict[str, Any]]:
+    """Score the candidates of the selected queries with ``ranker``; evaluate when qrels exist.
+    Returns ``(run, evaluation, info)``."""
     t0 = time.perf_counter()
-    docs, query_texts = dict(docs or {}), dict(query_texts or {})
-    seed(cfg)
-    measures = [str(m) for m in parse_measures(list(cfg.eval.measures))]
-    k = int(cfg.eval.rerank_k)
-    first_stage = build(cfg.first_stage, "first_stage") if run_file is None else None
-    collection = load_collection(cfg.data)
-    qids, label = select_queries(collection, cfg.data, queries)
-    cache = Cache(Path(cfg.paths.cache_dir))
-    cand, cand_name, source = candidates_from(run_file, first_stage, collection, cache, qids, k, docs, query_texts)
-    qids = [q for q in qids if q in cand] if run_file is not None else qids
-    texts = build_texts(collection, ranker.encoder, cache).with_texts(docs or None, query_texts or None)
-    pairs = [(q, d) for q in qids for d in cand.get(q, {})]
-    prediction = predict(ranker.scorer, ranker.encoder, texts, qids, mode="rerank", k=k, measures=measures, candidates=pairs,
-                         batch_size=int(cfg.eval.batch_size), device=run_device(cfg), fast=cfg.eval.get("fast"),
-                         description="reranking")
-    judged = [q for q in qids if collection.relevant(q)]
-    ev = None
-    if judged:
-        ev = evaluate_beside({q: prediction.run.get(q, {}) for q in judged}, {cand_name: cand},
-                             {q: collection.qrels[q] for q in judged}, judged, measures)
-    info = {"dataset": collection.name, "queries_label": label, "queries": len(qids), "judged": len(judged),
-            "candidates": cand_name, "source": source, "k": k, "pairs": len(pairs), "docs_in_memory": len(docs),
-            "queries_in_memory": len(query_texts), "rerank_s": round(prediction.info["timings"]["rerank_s"], 2),
-            "wall_s": round(time.perf_counter() - t0, 2), "cache": cache.summary(), "notes": collection.notes}
-    return prediction.run, cand, ev, info
+    session = RerankSession(cfg, ranker, run_file=run_file, queries=queries, docs=docs, query_texts=query_texts)
+    prediction = session.score(docs, query_texts)
+    ev = session.evaluate(prediction.run)
+    info = {"dataset": session.collection.name, "queries_label": session.label, "queries": len(session.qids),
+            "judged": len(session.judged), "candidates": session.candidates_name, "source": session.source, "k": session.k,
+            "pairs": len(session.pairs), "docs_in_memory": len(docs or {}), "queries_in_memory": len(query_texts or {}),
+            "rerank_s": round(prediction.info["timings"]["rerank_s"], 2), "wall_s": round(time.perf_counter() - t0, 2),
+            "cache": session.cache.summary(), "notes": session.collection.notes}
+    return prediction.run, ev, info
 
 
 def rerank_metrics(model_desc: str, ev: Evaluation | None, cand_name: str, info: dict[str, Any]) -> dict[str, Any]:
