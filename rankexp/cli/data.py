@@ -45,21 +45,24 @@ def info(
         quiet_libraries()
         from rankexp import api
         from rankexp.data.collection import load_collection
-        from rankexp.data.splits import split_queries
+        from rankexp.data.splits import resolve_splits
 
         ovr = list(overrides or [])
         if "=" in name:  # `rankexp data info data.path=DIR`
             ovr, name = [name, *ovr], "local"
         cfg = api.compose([f"data={name}", *ovr])
         coll = load_collection(cfg.data)
-        stats = coll.stats()
-        split = split_queries(coll.queries_with_relevant(), cfg.data.split.dev, cfg.data.split.test, cfg.data.split.seed)
+        stats = coll.stats()  # the collection's own queries, before any official split set is merged in
+        split, record = resolve_splits(cfg.data, coll)
         table = Table(title=f"{coll.name}  ({coll.source})", show_header=False)
         table.add_column("key")
         table.add_column("value", justify="right")
         for k, v in stats.items():
             table.add_row(k.replace("_", " "), str(v))
         table.add_row("split train/dev/test", f"{len(split['train'])}/{len(split['dev'])}/{len(split['test'])} (seed {cfg.data.split.seed})")
+        for part, rule in record["rules"].items():
+            if not rule.startswith("random"):
+                table.add_row(f"split {part}", rule)
         lengths = sorted(len(t.split()) for t in coll.docs.values())
         table.add_row("doc length (words) median / p90", f"{lengths[len(lengths) // 2]} / {lengths[int(len(lengths) * 0.9)]}")
         for note in coll.notes:
