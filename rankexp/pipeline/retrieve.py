@@ -36,7 +36,9 @@ def retrieve(cfg: DictConfig, split_name: str = "test") -> tuple[str, Path, dict
     first_stage = build(cfg.first_stage, "first_stage")
     collection = load_collection(cfg.data)
     qids, _ = select_queries(collection, cfg.data, split_name)
-    cont = to_container(cfg)
+    from rankexp.config.compose import drop_id_neutral, id_neutral
+
+    cont = drop_id_neutral(to_container(cfg), id_neutral())  # options added later keep the id (README "Run ids")
     rid = stable_hash({"data": cont["data"], "first_stage": cont["first_stage"], "split": split_name,
                        "k": cont["eval"]["retrieval_k"]}, 10)
     out = Path(cfg.paths.output_dir) / "retrievals" / rid
