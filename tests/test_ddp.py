@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -161,3 +162,37 @@ def test_ddp_bi_encoder_with_gathered_negatives_equals_one_process_with_the_whol
     assert max(abs(float(x[4]) - float(y[4])) for x, y in zip(ra, rb)) < 1e-5
     ma, mb = json.loads((a / "metrics.json").read_text())["model"], json.loads((b / "metrics.json").read_text())["model"]
     assert ma == pytest.approx(mb, abs=1e-9)
+
+
+BARRIER_SCRIPT = """
+import sys, time
+from pathlib import Path
+from rankexp import distributed as d
+flag = Path(sys.argv[1])
+if d.global_rank() == 0:
+    time.sleep(1.5)  # rank 0 settles the run directory first (api.train: --force, a damaged last.ckpt)
+    flag.write_text("settled")
+d.barrier("cpu")
+seen = flag.exists()
+Path(f"{flag}.{d.global_rank()}").write_text(f"{seen} {d.world_size()} {d.launched_together()} {d.is_initialized()}")
+"""
+
+
+def test_barrier_under_torchrun_waits_for_rank_zero(tmp_path):
+    """torchrun starts both ranks at once: rank 1 passes the barrier only after rank 0's work before it."""
+    import shutil
+
+    torchrun = shutil.which("torchrun")
+    if torchrun is None:
+        pytest.skip("torchrun not installed")
+    script = tmp_path / "barrier.py"
+    script.write_text(BARRIER_SCRIPT)
+    flag = tmp_path / "flag"
+    with socket.socket() as s:  # a free port for the rendezvous
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    res = subprocess.run([sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_addr", "127.0.0.1",
+                          "--master_port", str(port), str(script), str(flag)], capture_output=True, text=True, env=env(), timeout=300)
+    assert res.returncode == 0, res.stderr[-2000:]
+    for rank in (0, 1):
+        assert (tmp_path / f"flag.{rank}").read_text() == "True 2 True True"
