@@ -247,7 +247,11 @@ class DenseRetriever:
         self.arch = {"pooling": pooling, "similarity": similarity, "max_length": max_length,
                      "max_query_length": max_query_length, "shared": shared, "tiny": tiny}
         self.use_faiss = want_faiss(use_faiss)
-        self.device = ("cuda" if torch.cuda.is_available() else "cpu") if device == "auto" else device
+        if device == "auto":  # this rank's GPU in a distributed run (rankexp.distributed), else the only one
+            from rankexp.distributed import device as rank_device
+
+            device = rank_device("auto")
+        self.device = device
         self._encoder = None
 
     def params(self) -> dict:
