@@ -283,51 +283,13 @@ def validate(cfg: DictConfig) -> None:
 
 
 def _check_splits(cfg: DictConfig) -> None:
-    """``data.splits``: each part an ir_datasets id that exists or a local queries + qrels pair whose
-    files exist; no query set used for two parts (the collection's own queries fill the parts not
-    given: train when test is given, test when train is given, all three when neither is)."""
-    from pathlib import Path
+    """``data.splits`` (:func:`rankexp.data.splits.check_config`: ids that exist, files that exist,
+    no query set filling two parts)."""
+    from rankexp.data.splits import check_config
 
-    idents: dict[str, str] = {}  # part -> which query set
-    for part in ("train", "dev", "test"):
-        key = f"data.splits.{part}"
-        spec = _get(cfg, key)
-        if isinstance(spec, str):
-            spec = {"id": spec}
-        if spec in (None, _ABSENT):
-            continue
-        if not isinstance(spec, dict):
-            _fail(key, "null, an ir_datasets id or a mapping {id} / {queries, qrels}", spec)
-        spec = {k: v for k, v in spec.items() if v is not None}
-        if not spec:
-            continue
-        if spec.get("id") and (spec.get("queries") or spec.get("qrels")):
-            raise ConfigValueError(f"{key}: give either id (an ir_datasets id) or queries + qrels (local files), not both")
-        if spec.get("id"):
-            import ir_datasets
-
-            if spec["id"] not in ir_datasets.registry:
-                raise ConfigValueError(f"{key}.id must be a known ir_datasets id (https://ir-datasets.com), got {_show(spec['id'])}")
-            idents[part] = f"ir_datasets {spec['id']}"
-            continue
-        for k, other in (("queries", "qrels"), ("qrels", "queries")):
-            if not spec.get(k):
-                raise ConfigValueError(f"{key}.{k} must be a file (a local split needs {key}.{other} and {key}.{k}), got null")
-            if not Path(str(spec[k])).expanduser().is_file():
-                raise ConfigValueError(f"{key}.{k} must be an existing file, got {_show(spec[k])}")
-        idents[part] = " + ".join(str(Path(str(spec[k])).expanduser().resolve()) for k in ("queries", "qrels"))
-    if not idents:
-        return
-    for a, b in (("train", "dev"), ("train", "test"), ("dev", "test")):
-        if a in idents and idents.get(b) == idents[a]:
-            raise ConfigValueError(f"data.splits.{a} and data.splits.{b} name the same queries ({idents[a]}); "
-                                   "train, dev and test must not overlap")
-    own = _get(cfg, "data.id") if _get(cfg, "data.path") in (None, _ABSENT) else None
-    own_parts = [p for p in ("train", "test") if p not in idents]  # filled by the collection's own queries
-    for part, source in idents.items():
-        if isinstance(own, str) and source == f"ir_datasets {own}" and own_parts:
-            raise ConfigValueError(f"data.splits.{part} names the collection's own queries (data.id={own}), which also fill "
-                                   f"{' and '.join(own_parts)}; train, dev and test must not overlap")
+    data = _get(cfg, "data")
+    if isinstance(data, dict):
+        check_config(data)
 
 
 def _check_mixed(cfg: DictConfig) -> None:

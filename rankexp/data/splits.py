@@ -75,6 +75,50 @@ def given_parts(data_cfg: Mapping[str, Any]) -> dict[str, dict[str, Any]]:
     return out
 
 
+
+def check_config(data_cfg: Mapping[str, Any]) -> None:
+    """``data.splits`` checked before any data loads (:class:`ConfigValueError`, one line): each part
+    an ir_datasets id that exists or a local queries + qrels pair whose files exist; no query set
+    filling two parts (the collection's own queries fill train when only test is given, test when
+    only train is given)."""
+    from pathlib import Path
+
+    from rankexp.errors import ConfigValueError
+
+    splits = data_cfg.get("splits") or {}
+    for part in PARTS:
+        if splits.get(part) is not None and not isinstance(splits[part], (str, Mapping)):
+            raise ConfigValueError(f"data.splits.{part} must be null, an ir_datasets id or a mapping {{id}} / {{queries, qrels}}, "
+                                   f"got {splits[part]!r}")
+    idents: dict[str, str] = {}  # part -> which query set
+    for part, spec in given_parts(data_cfg).items():
+        key = f"data.splits.{part}"
+        if spec.get("id") and (spec.get("queries") or spec.get("qrels")):
+            raise ConfigValueError(f"{key}: give either id (an ir_datasets id) or queries + qrels (local files), not both")
+        if spec.get("id"):
+            import ir_datasets
+
+            if spec["id"] not in ir_datasets.registry:
+                raise ConfigValueError(f"{key}.id must be a known ir_datasets id (https://ir-datasets.com), got {spec['id']!r}")
+            idents[part] = f"ir_datasets {spec['id']}"
+            continue
+        for k, other in (("queries", "qrels"), ("qrels", "queries")):
+            if not spec.get(k):
+                raise ConfigValueError(f"{key}.{k} must be a file (a local split needs {key}.{other} and {key}.{k}), got null")
+            if not Path(str(spec[k])).expanduser().is_file():
+                raise ConfigValueError(f"{key}.{k} must be an existing file, got {str(spec[k])!r}")
+        idents[part] = " + ".join(str(Path(str(spec[k])).expanduser().resolve()) for k in ("queries", "qrels"))
+    for a, b in (("train", "dev"), ("train", "test"), ("dev", "test")):
+        if a in idents and idents.get(b) == idents[a]:
+            raise ConfigValueError(f"data.splits.{a} and data.splits.{b} name the same queries ({idents[a]}); "
+                                   "train, dev and test must not overlap")
+    own = data_cfg.get("id") if not data_cfg.get("path") else None
+    own_parts = [p for p in ("train", "test") if p not in idents]  # filled by the collection's own queries
+    for part, source in idents.items():
+        if isinstance(own, str) and source == f"ir_datasets {own}" and own_parts:
+            raise ConfigValueError(f"data.splits.{part} names the collection's own queries (data.id={own}), which also fill "
+                                   f"{' and '.join(own_parts)}; train, dev and test must not overlap")
+
 def describe(spec: Mapping[str, Any]) -> str:
     return f"ir_datasets {spec['id']}" if spec.get("id") else f"{spec.get('queries')} + {spec.get('qrels')}"
 
