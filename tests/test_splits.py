@@ -164,3 +164,20 @@ def test_split_over_another_corpus_refused(official, tmp_path):
     cfg = compose(["data=cranfield", "data.splits.test.id=vaswani"])
     with pytest.raises(DataError, match="its documents are 'vaswani', the collection's are 'cranfield'"):
         resolve_splits(cfg.data, load_collection(cfg.data))
+
+
+def test_train_split_from_ir_datasets_and_a_local_test_split(tmp_path):
+    """Train on the ir_datasets id ``vaswani`` (all 93 queries), test on a local pair with other ids,
+    over the local copy of the same corpus; the collection's own queries are then not used."""
+    queries = dict(l.split("\t", 1) for l in (VASWANI / "queries.tsv").read_text().splitlines())
+    qrels = _lines_by_query(VASWANI / "qrels.txt")
+    (tmp_path / "q.tsv").write_text("".join(f"t{q}\t{queries[q]}\n" for q in ("1", "2", "3")))
+    (tmp_path / "r.txt").write_text("".join("t" + l + "\n" for q in ("1", "2", "3") for l in qrels[q]))
+    cfg = compose(["data=local", f"data.path={VASWANI}", "data.splits.train.id=vaswani", "data.split.dev=0.1",
+                   f"data.splits.test.queries={tmp_path / 'q.tsv'}", f"data.splits.test.qrels={tmp_path / 'r.txt'}"])
+    coll = load_collection(cfg.data)
+    split, record = resolve_splits(cfg.data, coll)
+    assert split["test"] == ["t1", "t2", "t3"] and coll.queries["t1"] == queries["1"] and coll.qrels["t2"] == load_local(VASWANI).qrels["2"]
+    assert len(split["dev"]) == 9 and len(split["train"]) == 84 and not set(split["dev"]) & set(split["train"])
+    assert record["rules"]["train"] == "given: ir_datasets:vaswani; minus dev"
+    assert record["rules"]["test"].startswith("given: ") and record["rules"]["dev"].startswith("carved from train")
