@@ -33,6 +33,7 @@ class Fitted:
     best_step: int
     kept_start: bool
     train_s: float
+    wise_ft: dict | None = None  # train.wise_ft: the chosen alpha and every candidate's dev score
 
 
 def callbacks_for(prep: Prepared, rd: RunDir, has_dev: bool, val_every: int):
@@ -132,12 +133,18 @@ def fit(prep: Prepared, module, rd: RunDir, resume: Path | None) -> Fitted:
     fitted = Fitted(module, trainer, logger, throughput, groups, mode, untrained, untrained_dev, None, trainer.global_step,
                     False, train_s)
     if trainer.is_global_zero:
-        select(fitted, best_cb, start_state)
+        def dev_score() -> float:  # the dev measure of the module's current weights (train.wise_ft)
+            run = prep.scorer.score_candidates(module.encoder, prep.texts, prep.dev_pairs, int(cfg.eval.batch_size),
+                                               prep.device, None, "scoring dev (WiSE-FT)")
+            return evaluate(run, prep.dev_qrels, [prep.dev_measure], qids=prep.split["dev"], complete=True).aggregate[prep.dev_measure]
+
+        select(fitted, best_cb, start_state, cfg.train.get("wise_ft"), dev_score)
     return fitted
 
 
-def select(f: Fitted, best_cb, start_state: dict | None) -> None:
-    """Load the best dev checkpoint; keep the untrained start when no dev evaluation beat it."""
+def select(f: Fitted, best_cb, start_state: dict | None, wise_ft=None, dev_score=None) -> None:
+    """Load the best dev checkpoint; with ``train.wise_ft``, choose on dev among the start, the best
+    checkpoint and their weight interpolations; keep the untrained start when nothing beat it."""
     import torch
 
     if best_cb is not None and best_cb.best_model_path:
@@ -145,6 +152,18 @@ def select(f: Fitted, best_cb, start_state: dict | None) -> None:
         f.module.load_state_dict(state["state_dict"])
         f.best_step = int(state.get("global_step", f.best_step))
     f.best_dev = float(best_cb.best_model_score) if best_cb is not None and best_cb.best_model_score is not None else None
+    if wise_ft and dev_score is not None and start_state is not None and f.untrained_dev is not None and f.best_dev is not None:
+        from rankexp.techniques.wise_ft import choose_weights
+
+        f.wise_ft = choose_weights(f.module, start_state, wise_ft, dev_score, f.untrained_dev, f.best_dev)
+        if 0.0 < f.wise_ft["alpha"] < 1.0:
+            f.best_dev = f.wise_ft["dev"][str(f.wise_ft["alpha"])]
+            if best_cb is not None and best_cb.best_model_path:  # best.ckpt is the network the test split sees
+                from rankexp.utils.io import atomic_open
+
+                with atomic_open(best_cb.best_model_path, "wb", encoding=None) as fh:
+                    torch.save({"state_dict": f.module.state_dict(), "global_step": f.best_step,
+                                "wise_ft_alpha": f.wise_ft["alpha"]}, fh)
     f.kept_start = (start_state is not None and f.untrained_dev is not None and f.untrained is not None
                     and (f.best_dev is None or f.untrained_dev >= f.best_dev - 1e-6))  # the logged best is float32: ties go to the start
     if f.kept_start:  # train.select_start: no dev evaluation beat the start, so the start is the model
