@@ -41,6 +41,7 @@ class Prepared:
     dev_qrels: dict[str, dict[str, int]]
     t_start: float
     timings: dict[str, float] = field(default_factory=dict)
+    pooling: dict | None = None  # data.pooling's record (pooling.json): the training positives hidden by the simulator
 
     def candidates(self, qids: Sequence[str], depth: int) -> list[tuple[str, str]]:
         """The first stage's top ``depth`` (query, document) pairs of ``qids``."""
@@ -84,6 +85,8 @@ def prepare(cfg: DictConfig, rd: RunDir) -> Prepared:
     first_stage = build(cfg.first_stage, "first_stage")
     sampler = build(cfg.negatives, "negatives")
     weighter = build(cfg.curriculum, "curriculum")
+    from rankexp.data.pooling import parse as parse_pooling, simulate  # data.pooling: checked before any data work
+    parse_pooling(cfg.data.get("pooling"))
 
     # ---- data, split, first stage
     collection = load_collection(cfg.data)
@@ -91,6 +94,10 @@ def prepare(cfg: DictConfig, rd: RunDir) -> Prepared:
     rd.write_json("split.json", split_record)
     cache = Cache(Path(cfg.paths.cache_dir))
     fs_run = first_stage.retrieve(collection, cache)
+    # data.pooling: the training queries' qrels hide what the pool missed (dev/test untouched)
+    collection, pooling = simulate(cfg.data.get("pooling"), collection, cache, split)
+    if pooling is not None:
+        rd.write_json("pooling.json", pooling)
     timings["preprocess_first_stage_s"] = time.perf_counter() - t_start
 
     # ---- model, tokens, training groups' sources
@@ -111,7 +118,8 @@ def prepare(cfg: DictConfig, rd: RunDir) -> Prepared:
     timings["preprocess_weights_s"] = time.perf_counter() - t_weights  # e.g. the curriculum's easiness tables
 
     prep = Prepared(cfg, collection, split, cache, first_stage, fs_run, loss, sampler, weighter, encoder, scorer, texts,
-                    pairs, device, measures, dev_measure, [], {q: collection.qrels[q] for q in split["dev"]}, t_start, timings)
+                    pairs, device, measures, dev_measure, [], {q: collection.qrels[q] for q in split["dev"]}, t_start, timings,
+                    pooling)
     prep.dev_pairs = prep.candidates(split["dev"], int(cfg.eval.dev_rerank_k))
     timings["preprocess_tokens_s"] = time.perf_counter() - t0
     return prep
