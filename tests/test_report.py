@@ -165,3 +165,22 @@ def test_templates_are_package_data():
     for t in templates:
         rel = t.relative_to(root / "rankexp")
         assert any(rel.match(g) or (g.startswith("**/") and rel.match(g[3:])) for g in globs), rel
+
+
+def test_dev_curves_are_drawn_against_steps_and_wall_time():
+    """Every val/* key of history.jsonl gets a panel over steps and one over wall time (minutes,
+    from elapsed_s); train/loss only over steps; non-group systems are not drawn."""
+    from types import SimpleNamespace as NS
+
+    from rankexp.tracking.report.plots import curve_series, plot_curves
+
+    hist = [{"step": 0, "val/nDCG@10": 0.40, "elapsed_s": 0.0}, {"step": 10, "train/loss": 1.2, "elapsed_s": 30.0},
+            {"step": 25, "val/nDCG@10": 0.45, "elapsed_s": 90.0}, {"step": 50, "val/nDCG@10": 0.47, "elapsed_s": 180.0}]
+    result = NS(systems=[NS(kind="group", label="lr=1e-4", runs=[NS(history=hist, seed=1)]),
+                         NS(kind="first_stage", label="bm25", runs=[])])
+    series = curve_series(result)
+    assert set(series) == {"train/loss", "val/nDCG@10", "val/nDCG@10 · wall time"}
+    (_, _, label, xs, ys), = series["val/nDCG@10 · wall time"]
+    assert xs == [0.0, 1.5, 3.0] and ys == [0.40, 0.45, 0.47] and label.endswith("seed 1")
+    assert series["val/nDCG@10"][0][3] == [0, 25, 50] and series["train/loss"][0][3] == [10]
+    assert plot_curves(result) and plot_curves(NS(systems=[])) is None

@@ -88,8 +88,30 @@ def plot_perquery_deltas(result: cmp.CompareResult) -> str | None:
     return _png(fig)
 
 
+_WALL = " · wall time"
+
+
 def plot_curves(result: cmp.CompareResult) -> str | None:
-    """train/loss and every val/* curve over steps, one line per run, coloured by group."""
+    """train/loss and every val/* curve over steps, and every val/* curve over wall time, one line
+    per run, coloured by group."""
+    series = curve_series(result)
+    if not series:
+        return None
+    names = sorted(series, key=lambda k: (k != "train/loss", k.endswith(_WALL), k))
+    fig, axes = _figure(len(names), width=5.0)
+    for ax, k in zip(axes, names):
+        for color, style, label, xs, ys in series[k]:
+            ax.plot(xs, ys, marker="." if len(xs) < 30 else None, lw=1.0, ls=style, color=color, alpha=0.85, label=label)
+        ax.set_title(k, fontsize=10)
+        ax.set_xlabel("wall time (min)" if k.endswith(_WALL) else "step", fontsize=8)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=6, loc="best")
+    return _png(fig)
+
+
+def curve_series(result: cmp.CompareResult) -> dict[str, list[tuple[str, str, str, list[float], list[float]]]]:
+    """``panel -> [(colour, line style, label, xs, ys)]``: train/loss and val/* over steps; val/*
+    again over wall time in minutes (``<key> · wall time``, from history's ``elapsed_s``)."""
     series: dict[str, list[tuple[str, str, str, list[float], list[float]]]] = {}
     for i, s in enumerate(result.systems):
         if s.kind != "group":
@@ -102,15 +124,11 @@ def plot_curves(result: cmp.CompareResult) -> str | None:
                     series.setdefault(k, []).append((_COLORS[i % len(_COLORS)], _STYLES[j % len(_STYLES)],
                                                      f"{short_label(s.label, 24)} · seed {r.seed}",
                                                      [p[0] for p in pts], [float(p[1]) for p in pts]))
-    if not series:
-        return None
-    names = sorted(series, key=lambda k: (k != "train/loss", k))
-    fig, axes = _figure(len(names), width=5.0)
-    for ax, k in zip(axes, names):
-        for color, style, label, xs, ys in series[k]:
-            ax.plot(xs, ys, marker="." if len(xs) < 30 else None, lw=1.0, ls=style, color=color, alpha=0.85, label=label)
-        ax.set_title(k, fontsize=10)
-        ax.set_xlabel("step", fontsize=8)
-        ax.grid(alpha=0.3)
-        ax.legend(fontsize=6, loc="best")
-    return _png(fig)
+                # dev curves also against wall time (history's elapsed_s: what a CPU budget buys)
+                timed = [(rec["elapsed_s"], rec[k]) for rec in r.history
+                         if k.startswith("val/") and k in rec and rec.get("elapsed_s") is not None and rec[k] is not None]
+                if timed:
+                    series.setdefault(k + _WALL, []).append((_COLORS[i % len(_COLORS)], _STYLES[j % len(_STYLES)],
+                                                             f"{short_label(s.label, 24)} · seed {r.seed}",
+                                                             [t[0] / 60.0 for t in timed], [float(t[1]) for t in timed]))
+    return series
