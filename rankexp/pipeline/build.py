@@ -38,6 +38,9 @@ def module_class(model_cfg, encoder) -> type:
 
 def build_module(prep: Prepared):
     cfg = prep.cfg
+    from rankexp.losses.distill import with_distillation  # distill=...: the label loss mixed with a teacher's
+
+    prep.loss = with_distillation(cfg.get("distill"), prep.loss)
     cls = module_class(cfg.model, prep.encoder)
     max_steps = int(cfg.trainer.max_steps)
     params = inspect.signature(cls.__init__).parameters
@@ -55,4 +58,6 @@ def build_module(prep: Prepared):
 
 def batch_sources(prep: Prepared) -> dict[str, Any]:
     """The runs that can fill a training batch's score fields (rankexp.models.batch); None = not available."""
-    return {"first_stage_scores": prep.fs_run, "teacher_scores": None}
+    from rankexp.techniques.teachers import teacher_for  # distill.teacher: filled in fit, once the groups exist
+
+    return {"first_stage_scores": prep.fs_run, "teacher_scores": teacher_for(prep)}

@@ -104,6 +104,9 @@ def fit(prep: Prepared, module, rd: RunDir, resume: Path | None) -> Fitted:
     # every rank of a distributed run consumes max_steps batches of its share of the groups
     groups = build_groups(prep.collection, prep.split["train"], prep.sampler, int(cfg.train.num_negatives),
                           max_steps * int(cfg.train.batch_size) * accumulate * trainer.world_size, int(cfg.seed))
+    from rankexp.techniques.teachers import prepare_teacher  # distill: teacher scores of these groups (cached)
+
+    prepare_teacher(prep, groups)
     dm = RankingDataModule(groups, prep.dev_pairs, prep.pairs, int(cfg.train.batch_size), int(cfg.eval.batch_size),
                            accumulate * trainer.world_size, sources=batch_sources(prep))
     mode = resolve_mode(cfg.eval.get("mode"), prep.scorer)

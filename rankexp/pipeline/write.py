@@ -54,10 +54,19 @@ def write_training_run(rd: RunDir, prep, fitted, prediction, ev: Evaluation) -> 
         "cache": prep.cache.summary(),
         "notes": prep.collection.notes,
     }
+    from rankexp.techniques.teachers import fidelity_metrics  # distill: the teacher and fidelity to it
+
+    distill = fidelity_metrics(prep, {"model": prediction.run, "untrained": untrained_run(fitted)})
+    if distill is not None:
+        metrics["distill"] = distill
     rd.write_json("metrics.json", metrics)
     if not cfg.train.keep_last_checkpoint:
         (rd.checkpoints / "last.ckpt").unlink(missing_ok=True)
     return metrics
+
+
+def untrained_run(fitted):
+    return fitted.untrained.run if getattr(fitted, "untrained", None) is not None else None
 
 
 def write_rerank(out_dir: Path | None, run_file: Path, run: dict, tag: str, metrics: dict[str, Any],

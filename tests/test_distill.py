@@ -1,0 +1,183 @@
+"""Distillation: the losses by hand, fidelity against scipy, teachers end to end (tiny models)."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from rankexp.cli import app
+from rankexp.errors import ConfigError
+from rankexp.eval.fidelity import fidelity, query_fidelity
+from rankexp.losses.distill import DistilledLoss, listwise_kl, margin_mse, pld, pld_permutation, with_distillation
+from rankexp.losses.listwise import SoftmaxCELoss
+from rankexp.models.batch import Batch
+from tests.conftest import fast_overrides
+
+
+def lse(*xs):
+    return math.log(sum(math.exp(x) for x in xs))
+
+
+# ------------------------------------------------------------------------------------ losses by hand
+def test_margin_mse_by_hand_and_shift_invariance():
+    s = torch.tensor([[2.0, 1.0, 0.0], [0.5, 0.5, 0.5]])
+    t = torch.tensor([[1.0, 3.0, 2.0], [4.0, 4.0, 4.0]])  # row 2: equal teacher scores, equal student scores
+    # row 1: student margins (1, 2), teacher margins (-2, -1): errors 3 and 3 -> 9; row 2: 0
+    assert margin_mse(s, t).tolist() == pytest.approx([9.0, 0.0])
+    assert margin_mse(s + 5.0, t - 2.0).tolist() == pytest.approx([9.0, 0.0])
+
+
+def test_listwise_kl_by_hand_with_temperature():
+    s, t, T = [2.0, 1.0, 0.0], [1.0, 3.0, 2.0], 2.0
+    pt = [math.exp(x / T - lse(*[y / T for y in t])) for x in t]
+    ps = [math.exp(x / T - lse(*[y / T for y in s])) for x in s]
+    want = T * T * sum(a * (math.log(a) - math.log(b)) for a, b in zip(pt, ps))
+    got = listwise_kl(torch.tensor([s]), torch.tensor([t]), T)
+    assert got.item() == pytest.approx(want, rel=1e-6)
+    assert listwise_kl(torch.tensor([t]), torch.tensor([t]), T).item() == pytest.approx(0.0, abs=1e-7)
+    # ties: equal teacher scores -> uniform target; a uniform student then has zero loss
+    assert listwise_kl(torch.tensor([[1.0, 1.0]]), torch.tensor([[7.0, 7.0]])).item() == pytest.approx(0.0, abs=1e-7)
+
+
+def test_pld_permutation_puts_the_positive_first_then_teacher_order_ties_by_column():
+    t = torch.tensor([[0.0, 1.0, 3.0, 2.0], [5.0, 1.0, 1.0, 0.0]])
+    assert pld_permutation(t).tolist() == [[0, 2, 3, 1], [0, 1, 2, 3]]
+
+
+def test_pld_by_hand():
+    s, t, T = [0.5, 2.0, -1.0], [1.0, 3.0, 2.0], 1.0
+    # pi* = (0, 1, 2): positive, then teacher order 3 > 2
+    z = lse(*t)
+    alpha = [math.exp(t[0] - z), math.exp(t[1] - z), math.exp(t[2] - z)]
+    want = (alpha[0] * (lse(0.5, 2.0, -1.0) - 0.5) + alpha[1] * (lse(2.0, -1.0) - 2.0) + alpha[2] * 0.0)
+    assert pld(torch.tensor([s]), torch.tensor([t]), T).item() == pytest.approx(want, rel=1e-6)
+    # temperature on the teacher only; a constant added to the student's scores changes nothing
+    assert pld(torch.tensor([s]) + 3.0, torch.tensor([t]), T).item() == pytest.approx(want, rel=1e-6)
+    T2 = 4.0
+    z2 = lse(*[x / T2 for x in t])
+    a2 = [math.exp(x / T2 - z2) for x in t]
+    want2 = a2[0] * (lse(0.5, 2.0, -1.0) - 0.5) + a2[1] * (lse(2.0, -1.0) - 2.0)
+    assert pld(torch.tensor([s]), torch.tensor([t]), T2).item() == pytest.approx(want2, rel=1e-6)
+
+
+def test_pld_with_a_teacher_preferring_a_negative_still_ranks_the_positive_first():
+    s, t = [1.0, 0.0, 2.0], [0.0, 1.0, 5.0]  # pi* = (0, 2, 1)
+    z = lse(*t)
+    a = [math.exp(x - z) for x in t]
+    want = a[0] * (lse(1.0, 2.0, 0.0) - 1.0) + a[2] * (lse(2.0, 0.0) - 2.0)
+    assert pld(torch.tensor([s]), torch.tensor([t])).item() == pytest.approx(want, rel=1e-6)
+
+
+def test_distilled_loss_mixes_with_the_label_loss_and_checks_its_settings():
+    s = torch.tensor([[2.0, 1.0, 0.0]])
+    batch = Batch.of_groups(["q"], [["a", "b", "c"]], teacher_scores=torch.tensor([[1.0, 3.0, 2.0]]))
+    label = SoftmaxCELoss()
+    mixed = DistilledLoss("margin_mse", label, weight=0.25)
+    want = 0.75 * label(s, batch).item() + 0.25 * 9.0
+    assert mixed(s, batch).item() == pytest.approx(want, rel=1e-6)
+    assert mixed.requires == {"teacher_scores"} and mixed.name == f"{label.name}+margin_mse"
+    for bad in ({"weight": 1.5}, {"weight": -0.1}, {"temperature": 0.0}):
+        with pytest.raises(ConfigError):
+            DistilledLoss("kl", label, **bad)
+    with pytest.raises(ConfigError):
+        DistilledLoss("nosuch", label)
+    assert with_distillation({"kind": "none"}, label) is label
+    nan_batch = Batch.of_groups(["q"], [["a", "b", "c"]], teacher_scores=torch.tensor([[1.0, math.nan, 2.0]]))
+    with pytest.raises(ValueError):
+        mixed(s, nan_batch)
+
+
+# ------------------------------------------------------------------------------------ fidelity
+def test_fidelity_against_scipy_and_by_hand():
+    scipy_stats = pytest.importorskip("scipy.stats")
+    rng = random.Random(3)
+    docs = [f"d{i}" for i in range(15)]
+    teacher = {d: rng.random() for d in docs}
+    student = {d: round(teacher[d] + rng.gauss(0, 0.3), 1) for d in docs}  # rounding makes ties
+    r = query_fidelity(student, teacher)
+    tau = scipy_stats.kendalltau([teacher[d] for d in docs], [student[d] for d in docs]).statistic
+    assert r["kendall_tau"] == pytest.approx(tau, abs=1e-12)
+    same = query_fidelity(teacher, teacher)
+    assert same == pytest.approx({"kendall_tau": 1.0, "tau_ap": 1.0, "rbo": 1.0, "top10_overlap": 1.0})
+    rev = query_fidelity({d: -v for d, v in teacher.items()}, teacher)
+    assert rev["kendall_tau"] == pytest.approx(-1.0) and rev["tau_ap"] == pytest.approx(-1.0)
+    assert rev["top10_overlap"] == pytest.approx(5 / 10)  # 15 documents: the two top 10s share 5
+    agg = fidelity({"q1": student, "q2": {"x": 1.0}}, {"q1": teacher, "q2": {"x": 2.0}}, ["q1", "q2", "q3"])
+    assert agg["queries"] == 1 and agg["mean"]["kendall_tau"] == pytest.approx(tau)
+
+
+# ------------------------------------------------------------------------------------ end to end
+@pytest.fixture(scope="module")
+def teacher_run(vaswani_slice, tmp_path_factory):
+    """A tiny trained run: the teacher (its run directory) of the distillation runs below."""
+    out = tmp_path_factory.mktemp("distill")
+    result = CliRunner().invoke(app, ["train", *fast_overrides(vaswani_slice, out)])
+    assert result.exit_code == 0, result.output
+    return out, next((out / "runs").iterdir())
+
+
+def _distill_run(vaswani_slice, out, kind, teacher_args, **extra):
+    args = fast_overrides(vaswani_slice, out, distill=kind, **extra) + teacher_args
+    result = CliRunner().invoke(app, ["train", *args])
+    return result
+
+
+def _new_run(out, before):
+    return next(p for p in (out / "runs").iterdir() if p not in before)
+
+
+def test_run_dir_teacher_scores_are_cached_and_reused_by_another_member(vaswani_slice, teacher_run):
+    out, teacher = teacher_run
+    before = set((out / "runs").iterdir())
+    r = _distill_run(vaswani_slice, out, "kl", [f"distill.teacher.model={teacher}", "distill.temperature=2.0"])
+    assert r.exit_code == 0, r.output
+    first = _new_run(out, before)
+    m = json.loads((first / "metrics.json").read_text())["distill"]
+    assert m["kind"] == "kl" and m["cache_builds"] == 2 and m["cache_hits"] == 0 and m["train"]["missing"] == 0
+    fid = m["fidelity"]["model"]
+    assert fid["queries"] > 0 and -1.0 <= fid["mean"]["kendall_tau"] <= 1.0 and 0.0 <= fid["mean"]["rbo"] <= 1.0
+    assert set(fid["mean"]) == {"kendall_tau", "tau_ap", "rbo", "top10_overlap"}
+    # another member of the same sweep (other loss, same groups): the teacher's scores come from the cache
+    before = set((out / "runs").iterdir())
+    r = _distill_run(vaswani_slice, out, "pld", [f"distill.teacher.model={teacher}", "distill.weight=0.5"])
+    assert r.exit_code == 0, r.output
+    m2 = json.loads((_new_run(out, before) / "metrics.json").read_text())["distill"]
+    assert m2["cache_hits"] == 2 and m2["cache_builds"] == 0 and m2["cached_pairs"] == m["scored_pairs"]
+    # the teacher's scores of its own test candidates: its run.trec ranks them; the untrained row is there too
+    assert "untrained" in m2["fidelity"]
+
+
+def test_run_file_teacher_and_its_one_line_errors(vaswani_slice, tmp_path):
+    docs = [json.loads(l)["doc_id"] for l in (vaswani_slice / "corpus.jsonl").read_text().splitlines()]
+    qids = [l.split("\t")[0] for l in (vaswani_slice / "queries.tsv").read_text().splitlines() if l.strip()]
+    rng = random.Random(0)
+    full = tmp_path / "teacher.run"
+    full.write_text("".join(f"{q} Q0 {d} {i + 1} {rng.random():.6f} t\n" for q in qids for i, d in enumerate(docs)))
+    r = _distill_run(vaswani_slice, tmp_path / "o1", "margin_mse", [f"distill.teacher.run={full}"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((next((tmp_path / "o1" / "runs").iterdir()) / "metrics.json").read_text())["distill"]
+    assert m["teacher"].startswith("run file") and m["fidelity"]["model"]["queries"] > 0
+    # a teacher run missing candidates -> one line, exit 2
+    part = tmp_path / "part.run"
+    part.write_text("".join(l + "\n" for l in full.read_text().splitlines()[::2]))
+    r = _distill_run(vaswani_slice, tmp_path / "o2", "margin_mse", [f"distill.teacher.run={part}"])
+    assert r.exit_code == 2 and "no finite score" in r.output and "Traceback" not in r.output
+    # NaN scores in the teacher run -> one line, exit 2
+    bad = tmp_path / "nan.run"
+    lines = full.read_text().splitlines()
+    q, _, d, rank, _, tag = lines[0].split()
+    bad.write_text("\n".join([f"{q} Q0 {d} {rank} nan {tag}", *lines[1:]]) + "\n")
+    r = _distill_run(vaswani_slice, tmp_path / "o3", "margin_mse", [f"distill.teacher.run={bad}"])
+    assert r.exit_code == 2 and "Traceback" not in r.output
+    # a teacher that is not a ranker; no teacher at all
+    notranker = tmp_path / "empty"
+    notranker.mkdir()
+    r = _distill_run(vaswani_slice, tmp_path / "o4", "pld", [f"distill.teacher.model={notranker}"])
+    assert r.exit_code == 2 and "Traceback" not in r.output, r.output
+    r = _distill_run(vaswani_slice, tmp_path / "o5", "pld", [])
+    assert r.exit_code == 2 and "needs exactly one teacher" in r.output
