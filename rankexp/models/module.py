@@ -104,6 +104,8 @@ class RankingModule(pl.LightningModule):
                 f"loss is {loss.item()} at step {self.global_step} (lr={self.lr}); lower model.lr or check the data"
             )
         self.log("train/loss", loss, prog_bar=True, batch_size=batch.size)
+        if hasattr(self.loss_fn, "log_dict"):  # debias=cet: its guards and selection model (rankexp.debias.cet)
+            self.log_dict(self.loss_fn.log_dict(), batch_size=batch.size)
         return loss
 
     # ------------------------------------------------------------------ dev

@@ -51,6 +51,9 @@ def build_module(prep: Prepared):
                  warmup_steps=int(round(float(cfg.model.warmup_ratio) * max_steps)), max_steps=max_steps,
                  dev_qrels=prep.dev_qrels, dev_measures=(prep.dev_measure,),
                  length_buckets=int(cfg.train.length_buckets))
+    from rankexp.debias import attach  # debias=cet wraps the loss (module.loss_fn, a checkpointed submodule)
+
+    attach(prep, module)
     if hasattr(module, "check_inputs"):  # what the loss/weighter require in a batch: one line now, before any training
         module.check_inputs(batch_sources(prep))
     return module

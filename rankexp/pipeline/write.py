@@ -54,6 +54,11 @@ def write_training_run(rd: RunDir, prep, fitted, prediction, ev: Evaluation) -> 
         "cache": prep.cache.summary(),
         "notes": prep.collection.notes,
     }
+    from rankexp.debias.diagnostics import diagnostics  # data.pooling / debias=cet: against the hidden set
+
+    debias = diagnostics(prep, fitted, fitted.module)
+    if debias is not None:
+        metrics["debias"] = debias
     from rankexp.techniques.teachers import fidelity_metrics  # distill: the teacher and fidelity to it
 
     distill = fidelity_metrics(prep, {"model": prediction.run, "untrained": untrained_run(fitted)})

@@ -1,0 +1,73 @@
+"""Diagnostics against the pooling simulator's known truth (``metrics.json`` ``debias``).
+
+* ``hidden_share_of_negatives``: the share of the training groups' negatives that are hidden
+  positives (``data.pooling``'s hidden set): how often a false negative was trained on.
+* With ``debias=cet``, over the unlabeled documents seen in training steps (the training pool as
+  mined; at most ``diagnostics_max`` of them), how well each estimate separates hidden positives from
+  true negatives: ``cet`` = the posterior P(r=1 | y=0) (C3), ``relevance`` = the relevance model's
+  own p_r (what naive training has): ROC AUC (ties count one half) and precision at the top k by
+  estimate, k = 10, 100 and the number of hidden positives seen (R-precision).
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+
+def roc_auc(labels: Sequence[bool], scores: Sequence[float]) -> float | None:
+    """P(score of a random positive > score of a random negative), ties one half; None without both classes."""
+    pairs = sorted(zip(scores, labels))
+    n_pos = sum(1 for _, y in pairs if y)
+    n_neg = len(pairs) - n_pos
+    if n_pos == 0 or n_neg == 0:
+        return None
+    rank_sum, i = 0.0, 0
+    while i < len(pairs):  # average ranks over ties
+        j = i
+        while j < len(pairs) and pairs[j][0] == pairs[i][0]:
+            j += 1
+        avg = (i + 1 + j) / 2.0
+        rank_sum += avg * sum(1 for k in range(i, j) if pairs[k][1])
+        i = j
+    return (rank_sum - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg)
+
+
+def precision_at(labels: Sequence[bool], scores: Sequence[float], k: int) -> float | None:
+    """Share of hidden positives among the k highest estimates (stable order on ties); None when k < 1."""
+    if k < 1 or not labels:
+        return None
+    order = sorted(range(len(scores)), key=lambda i: -scores[i])[:k]
+    return sum(1 for i in order if labels[i]) / len(order)
+
+
+def separation(labels: Sequence[bool], scores: Sequence[float]) -> dict[str, Any]:
+    n_hidden = sum(1 for y in labels if y)
+    return {"roc_auc": roc_auc(labels, scores), "p@10": precision_at(labels, scores, 10),
+            "p@100": precision_at(labels, scores, 100), "r_precision": precision_at(labels, scores, n_hidden)}
+
+
+def diagnostics(prep: Any, fitted: Any, module: Any) -> dict[str, Any] | None:
+    """``metrics.json``'s ``debias`` entry, or None when neither pooling nor a debias method is on."""
+    from rankexp.debias.cet import CET
+
+    cet = module.loss_fn if isinstance(getattr(module, "loss_fn", None), CET) else None
+    if prep.pooling is None and cet is None:
+        return None
+    out: dict[str, Any] = {"method": "cet" if cet is not None else "none"}
+    hidden = {q: set(v) for q, v in ((prep.pooling or {}).get("hidden_docs") or {}).items()}
+    if prep.pooling is not None:
+        negs = [(g.qid, d) for g in fitted.groups for d in g.doc_ids[1:]]
+        n_hid = sum(1 for q, d in negs if d in hidden.get(q, ()))
+        out["negatives"] = len(negs)
+        out["hidden_positives_among_negatives"] = n_hid
+        out["hidden_share_of_negatives"] = round(n_hid / len(negs), 6) if negs else 0.0
+    if cet is not None:
+        out["propensity"] = [round(float(p), 6) for p in cet.propensity()]
+        out["steps"] = int(cet.steps)
+        if cet.seen:
+            labels = [s[0] for s in cet.seen]
+            out["seen"] = len(labels)
+            out["seen_hidden"] = sum(labels)
+            out["separation"] = {"cet": separation(labels, [s[1] for s in cet.seen]),
+                                 "relevance": separation(labels, [s[2] for s in cet.seen])}
+    return out

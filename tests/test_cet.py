@@ -1,0 +1,161 @@
+"""CET (debias=cet): weights and loss against hand-computed values, the selection model's M-step,
+reduction to naive training, one-line errors, end to end with the pooling simulator."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+
+from conftest import fast_overrides
+from rankexp.debias.cet import CET, bucket_of, hidden_posterior, true_negative_weight
+from rankexp.debias.diagnostics import precision_at, roc_auc
+from rankexp.errors import ConfigError
+from rankexp.losses.listwise import SoftmaxCELoss
+from rankexp.losses.pairwise import RankNetLoss
+from rankexp.losses.pointwise import BCELoss
+from rankexp.models.batch import Batch
+
+
+def make(loss, propensity: float, ranks=None, **kw) -> CET:
+    cet = CET(depth=8, prior=0.5, **kw).bind(loss, ranks or {}, None)
+    cet.n_pos.fill_(propensity)
+    cet.n_hid.fill_(1.0 - propensity)
+    return cet
+
+
+def batch(groups):
+    return Batch.of_groups([f"q{i}" for i in range(len(groups))], groups)
+
+
+def test_weights_by_hand():
+    p_r = torch.tensor([0.5, 0.25, 0.0, 1.0])
+    p_s = torch.tensor([0.5, 0.5, 0.3, 1.0])
+    # (C4) (1 - p_r) / (1 - p_r p_s): 0.5/0.75, 0.75/0.875, 1, 0/max(0, 1e-6)
+    assert torch.allclose(true_negative_weight(p_r, p_s), torch.tensor([2 / 3, 6 / 7, 1.0, 0.0]))
+    # (C3) p_r (1 - p_s) / (1 - p_r p_s)
+    assert torch.allclose(hidden_posterior(p_r, p_s), torch.tensor([1 / 3, 1 / 7, 0.0, 0.0]))
+
+
+def test_listwise_loss_by_hand():
+    cet = make(SoftmaxCELoss(), propensity=0.5)
+    scores = torch.tensor([[2.0, 2.0, 2.0 - math.log(3.0)]], requires_grad=True)  # p_r = 0.5, 0.25
+    loss = cet(scores, batch([["p", "a", "b"]]))
+    # -log(e^2 / (e^2 + 2/3 e^2 + 6/7 e^2/3)) = log(1 + 2/3 + 2/7) = log(41/21)
+    assert loss.item() == pytest.approx(math.log(41 / 21), rel=1e-6)
+    loss.sum().backward()
+    assert scores.grad is not None
+
+
+def test_pointwise_loss_by_hand():
+    cet = make(BCELoss(), propensity=0.5)
+    scores = torch.tensor([[0.0, 0.0]], requires_grad=True)  # p_r = 0.5 -> w = 2/3
+    loss = cet(scores, batch([["p", "a"]]))
+    ln2 = math.log(2.0)  # BCE(0, 1) = BCE(0, 0) = ln 2
+    assert loss.item() == pytest.approx((ln2 + 2 / 3 * ln2 + 1 / 3 * ln2) / 2, rel=1e-6)
+
+
+@pytest.mark.parametrize("base", [SoftmaxCELoss(), SoftmaxCELoss(temperature=0.5), BCELoss(pos_weight=2.0)])
+def test_full_propensity_is_exactly_naive(base):
+    cet = make(base, propensity=1.0)
+    scores = torch.tensor([[1.0, 3.0, -1.0], [0.2, 0.1, 0.5]], requires_grad=True)
+    b = batch([["p", "a", "b"], ["p", "c", "d"]])
+    assert torch.allclose(cet(scores, b), base(scores.detach(), b), atol=1e-6)
+
+
+def test_no_hidden_positives_stays_close_to_naive():
+    # a trained ranker puts true negatives far below the positive: p_r ~ 0 -> w ~ 1 whatever p_s
+    cet = make(SoftmaxCELoss(), propensity=0.05)
+    scores = torch.tensor([[5.0, -5.0, -6.0, -4.0]])
+    b = batch([["p", "a", "b", "c"]])
+    with torch.enable_grad():
+        got = cet(scores.requires_grad_(), b)
+    assert got.item() == pytest.approx(SoftmaxCELoss()(scores.detach(), b).item(), rel=1e-3)
+    assert cet.last["debias/weight_min"] > 0.999
+
+
+def test_selection_m_step_by_hand():
+    ranks = {"q0": {"p": 1, "a": 2, "b": 300}}  # buckets: p -> 0, a -> 1, b -> "not retrieved" (beyond depth 8)
+    cet = CET(depth=8, prior=0.5, prior_count=2.0, decay=0.5).bind(SoftmaxCELoss(), {"q0": {"p": 3.0, "a": 2.0}}, None)
+    assert cet.n_buckets == 5 and [bucket_of(r, 5) for r in (1, 2, 3, 4, 7, 8, 1000, None)] == [0, 1, 1, 2, 2, 3, 3, 4]
+    scores = torch.tensor([[0.0, 0.0, 0.0]], requires_grad=True)  # p_r = 0.5; prior propensity 0.5 everywhere
+    cet(scores, Batch.of_groups(["q0"], [["p", "a", "b"]]))
+    post = 0.5 * 0.5 / (1 - 0.25)  # (C3) = 1/3
+    # N = decay * N + this step; prior counts were 1 (pos) and 1 (hid) per bucket
+    assert torch.allclose(cet.n_pos, torch.tensor([0.5 + 1, 0.5, 0.5, 0.5, 0.5]))
+    assert torch.allclose(cet.n_hid, torch.tensor([0.5, 0.5 + post, 0.5, 0.5, 0.5 + post]))
+    assert torch.allclose(cet.propensity(), cet.n_pos / (cet.n_pos + cet.n_hid))
+    assert int(cet.steps) == 1
+
+
+def test_warmup_trains_naively_and_leaves_the_selection_model():
+    cet = make(SoftmaxCELoss(), propensity=0.5, warmup_steps=1)
+    scores = torch.tensor([[0.0, 0.0, 0.0]], requires_grad=True)
+    b = batch([["p", "a", "b"]])
+    before = cet.n_hid.clone()
+    assert cet(scores, b).item() == pytest.approx(math.log(3.0))
+    assert torch.equal(cet.n_hid, before)
+    assert cet(scores, b).item() < math.log(3.0)  # after warmup, weights < 1
+
+
+def test_guards_clip_propensity_and_weights():
+    cet = make(SoftmaxCELoss(), propensity=0.0, min_weight=0.4)
+    assert torch.allclose(cet.propensity(), torch.full((cet.n_buckets,), 0.05))
+    scores = torch.tensor([[0.0, 10.0]], requires_grad=True)  # p_r ~ 1 -> w ~ 0 -> clipped to 0.4
+    cet(scores, batch([["p", "a"]]))
+    assert cet.last["debias/weight_min"] == pytest.approx(0.4) and cet.last["debias/clipped_share"] == 1.0
+
+
+def test_checkpointed_state_is_the_selection_model():
+    cet = make(SoftmaxCELoss(), propensity=0.7)
+    state = cet.state_dict()
+    assert set(state) == {"n_pos", "n_hid", "steps"}
+    other = CET(depth=8)
+    other.load_state_dict(state)
+    assert torch.allclose(other.propensity(), cet.propensity())
+
+
+def test_bad_settings_are_one_line_errors():
+    with pytest.raises(ConfigError, match="loss=ranknet cannot use them") as e:
+        CET().bind(RankNetLoss(), {}, None)
+    assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match="decay"):
+        CET(decay=0.0)
+    with pytest.raises(ConfigError, match="min_weight"):
+        CET(min_weight=1.5)
+
+
+def test_auc_and_precision_by_hand():
+    assert roc_auc([True, False, True, False], [0.9, 0.8, 0.3, 0.1]) == 0.75
+    assert roc_auc([True, False], [0.5, 0.5]) == 0.5
+    assert roc_auc([True, True], [0.1, 0.2]) is None
+    assert precision_at([True, False, True, False], [0.9, 0.8, 0.3, 0.1], 2) == 0.5
+
+
+@pytest.mark.parametrize("model", ["tiny", "tiny_bi"])
+def test_train_cet_under_pooling_bias_end_to_end(vaswani_slice, tmp_path, model):
+    from rankexp import api
+
+    cfg = api.compose(fast_overrides(vaswani_slice, tmp_path, model=model, debias="cet", **{
+        "trainer.max_steps": 4, "train.val_every_n_steps": 2, "data.pooling": "{system: random, hide: 0.5, seed: 1}",
+        "train.keep_last_checkpoint": True}))
+    res = api.train(cfg)
+    d = res.metrics["debias"]
+    # steps and propensity are the selected checkpoint's (best dev: step 2 or 4)
+    assert d["method"] == "cet" and d["steps"] in (2, 4) and len(d["propensity"]) == 11
+    assert 0.0 <= d["hidden_share_of_negatives"] <= 1.0
+    assert d["seen"] == 4 * 4 * 2  # steps x batch x negatives
+    assert set(d["separation"]) == {"cet", "relevance"}
+    state = torch.load(res.path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    assert {"loss_fn.n_pos", "loss_fn.n_hid", "loss_fn.steps"} <= set(state)
+    assert json.loads((res.path / "pooling.json").read_text())["hidden"] > 0
+
+
+def test_cet_refuses_a_loss_it_cannot_use_before_training(vaswani_slice, tmp_path):
+    from rankexp import api
+
+    cfg = api.compose(fast_overrides(vaswani_slice, tmp_path, debias="cet", loss="pairwise"))
+    with pytest.raises(ConfigError, match="debias=cet corrects"):
+        api.train(cfg)
