@@ -61,6 +61,6 @@ def build_module(prep: Prepared):
 
 def batch_sources(prep: Prepared) -> dict[str, Any]:
     """The runs that can fill a training batch's score fields (rankexp.models.batch); None = not available."""
-    from rankexp.techniques.teachers import teacher_for  # distill.teacher: filled in fit, once the groups exist
+    from rankexp.distill.teachers import teacher_for  # distill.teacher: filled in fit, once the groups exist
 
     return {"first_stage_scores": prep.fs_run, "teacher_scores": teacher_for(prep)}

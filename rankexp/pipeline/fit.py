@@ -104,7 +104,7 @@ def fit(prep: Prepared, module, rd: RunDir, resume: Path | None) -> Fitted:
     # every rank of a distributed run consumes max_steps batches of its share of the groups
     groups = build_groups(prep.collection, prep.split["train"], prep.sampler, int(cfg.train.num_negatives),
                           max_steps * int(cfg.train.batch_size) * accumulate * trainer.world_size, int(cfg.seed))
-    from rankexp.techniques.teachers import prepare_teacher  # distill: teacher scores of these groups (cached)
+    from rankexp.distill.teachers import prepare_teacher  # distill: teacher scores of these groups (cached)
 
     prepare_teacher(prep, groups)
     dm = RankingDataModule(groups, prep.dev_pairs, prep.pairs, int(cfg.train.batch_size), int(cfg.eval.batch_size),

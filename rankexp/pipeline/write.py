@@ -59,7 +59,7 @@ def write_training_run(rd: RunDir, prep, fitted, prediction, ev: Evaluation) -> 
     debias = diagnostics(prep, fitted, fitted.module)
     if debias is not None:
         metrics["debias"] = debias
-    from rankexp.techniques.teachers import fidelity_metrics  # distill: the teacher and fidelity to it
+    from rankexp.distill.teachers import fidelity_metrics  # distill: the teacher and fidelity to it
 
     distill = fidelity_metrics(prep, {"model": prediction.run, "untrained": untrained_run(fitted)})
     if distill is not None:
