@@ -159,3 +159,38 @@ def test_cet_refuses_a_loss_it_cannot_use_before_training(vaswani_slice, tmp_pat
     cfg = api.compose(fast_overrides(vaswani_slice, tmp_path, debias="cet", loss="pairwise"))
     with pytest.raises(ConfigError, match="debias=cet corrects"):
         api.train(cfg)
+
+
+@pytest.mark.slow
+def test_cet_run_cut_by_sigterm_resumes_exactly(vaswani_slice, tmp_path, monkeypatch):
+    """SIGTERM mid-interval (step 5 of 8): the selection model's counts resume from last.ckpt with the
+    relevance model, and the re-run's run.trec and propensities equal an uninterrupted run's."""
+    import os
+    import signal
+
+    from rankexp import api
+    from rankexp.models.module import RankingModule
+    from rankexp.tracking import lifecycle as lc
+
+    ovr = {"debias": "cet", "data.pooling": "{system: random, hide: 0.5, seed: 1}",
+           "trainer.max_steps": 8, "train.val_every_n_steps": 4}
+    ref = api.train(api.compose(fast_overrides(vaswani_slice, tmp_path / "ref", **ovr)))
+    cfg = api.compose(fast_overrides(vaswani_slice, tmp_path / "cut", **ovr))
+    original, sent = RankingModule.training_step, []
+
+    def step(self, batch, batch_idx):
+        out = original(self, batch, batch_idx)
+        if self.global_step == 5 and not sent:
+            sent.append(True)
+            os.kill(os.getpid(), signal.SIGTERM)
+        return out
+
+    monkeypatch.setattr(RankingModule, "training_step", step)
+    with pytest.raises(lc.Interrupted):
+        api.train(cfg)
+    state = torch.load(api.rundir_for(cfg).checkpoints / "last.ckpt", map_location="cpu", weights_only=False)
+    assert 5 <= state["global_step"] < 8 and int(state["state_dict"]["loss_fn.steps"]) == state["global_step"]
+    monkeypatch.setattr(RankingModule, "training_step", original)
+    res = api.train(cfg)
+    assert (res.path / "run.trec").read_text() == (ref.path / "run.trec").read_text()
+    assert res.metrics["debias"]["propensity"] == ref.metrics["debias"]["propensity"]
