@@ -88,6 +88,7 @@ CONTENT_NEUTRAL: dict[str, dict[str, str]] = {
         "retriever.shared": "the key holds the weights of each side",
         "encoder.temperature": "(retriever null: the run's bi-encoder mines) a training setting",
         "encoder.in_batch": "(retriever null) a training setting",
+        "encoder.gather_negatives": "(retriever null) a training setting (in-batch negatives across ranks)",
         "encoder.shared": "(retriever null) the key holds the weights of each side",
     },
 }
