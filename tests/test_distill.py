@@ -181,3 +181,25 @@ def test_run_file_teacher_and_its_one_line_errors(vaswani_slice, tmp_path):
     assert r.exit_code == 2 and "Traceback" not in r.output, r.output
     r = _distill_run(vaswani_slice, tmp_path / "o5", "pld", [])
     assert r.exit_code == 2 and "needs exactly one teacher" in r.output
+
+
+def test_smaller_student_keeps_its_first_layers_and_reloads(vaswani_slice, teacher_run):
+    """model.encoder.num_layers=1: a 1-layer student of the 2-layer teacher; its checkpoint reloads at that size."""
+    import torch
+
+    from rankexp.distill.students import truncate_layers
+    from rankexp.pipeline.loading import load_ranker
+
+    out, teacher = teacher_run
+    before = set((out / "runs").iterdir())
+    r = _distill_run(vaswani_slice, out, "margin_mse", [f"distill.teacher.model={teacher}", "model.encoder.num_layers=1"])
+    assert r.exit_code == 0, r.output
+    student = _new_run(out, before)
+    keys = torch.load(student / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    assert any(".layer.0." in k for k in keys) and not any(".layer.1." in k for k in keys)
+    ranker = load_ranker(student)
+    assert len(ranker.encoder.model.encoder.layer) == 1
+    with pytest.raises(ConfigError):
+        truncate_layers(ranker.encoder.model, 2)
+    bad = CliRunner().invoke(app, ["train", *fast_overrides(vaswani_slice, out, **{"model.encoder.num_layers": 9})])
+    assert bad.exit_code == 2 and "num_layers=9" in bad.output

@@ -76,12 +76,14 @@ class CrossEncoder(nn.Module):
         dropout: dropout before the head.
         tiny: if given (e.g. ``{hidden_size: 32, num_hidden_layers: 2, num_attention_heads: 2,
             intermediate_size: 64}``), a random BertConfig model of that size replaces the weights.
+        num_layers: keep only the first k transformer layers (a smaller student; None = all).
     """
 
     kind = "cross"
 
     def __init__(self, name: str = "all-MiniLM-L6-v2", max_length: int = 256, max_query_length: int = 32,
-                 pooling: str = "cls", dropout: float = 0.1, tiny: dict[str, Any] | None = None):
+                 pooling: str = "cls", dropout: float = 0.1, tiny: dict[str, Any] | None = None,
+                 num_layers: int | None = None):
         super().__init__()
         if pooling not in ("cls", "mean"):
             raise ConfigError(f"model.encoder.pooling must be 'cls' or 'mean', got {pooling!r}")
@@ -90,10 +92,16 @@ class CrossEncoder(nn.Module):
         self.name, self.max_length, self.max_query_length, self.pooling = name, max_length, max_query_length, pooling
         self.tokenizer = load_tokenizer(name)
         self.model = load_transformer(name, self.tokenizer, tiny, max_length)
+        if num_layers is not None:  # a smaller student (distillation): keep the first num_layers transformer layers
+            from rankexp.distill.students import truncate_layers
+
+            truncate_layers(self.model, int(num_layers))
         hidden = self.model.config.hidden_size
         self.dropout = nn.Dropout(dropout)
         self.head = nn.Linear(hidden, 1)
         self.identity = {"name": name, "tiny": dict(tiny) if tiny else None, "pooling": pooling}
+        if num_layers is not None:
+            self.identity["num_layers"] = int(num_layers)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
         out = self.model(input_ids=input_ids, attention_mask=attention_mask, token_type_ids=token_type_ids).last_hidden_state
