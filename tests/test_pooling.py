@@ -88,3 +88,9 @@ def test_train_with_bm25_pool_writes_pooling_json_and_evaluates_on_full_qrels(va
     assert rec["spec"] == {"system": "bm25", "depth": 5, "hide": None, "seed": 0}
     assert rec["hidden"] > 0 and set(rec["hidden_docs"]) <= train_q
     assert res.metrics["queries"]["evaluated"] == res.metrics["queries"]["test"]
+    d = res.metrics["debias"]  # naive training under the simulator: watched, not changed
+    assert d["method"] == "none" and 0.0 <= d["hidden_share_of_negatives"] <= 1.0
+    assert d["negatives"] == 2 * 4 * 2 and d["seen"] == 2 * 4 * 2  # steps x batch x negatives
+    assert set(d["separation"]) == {"relevance"}
+    state = __import__("torch").load(res.path / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
+    assert not any(k.startswith("loss_fn.") for k in state["state_dict"])  # the watcher adds nothing to checkpoints

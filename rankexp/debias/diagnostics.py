@@ -2,10 +2,10 @@
 
 * ``hidden_share_of_negatives``: the share of the training groups' negatives that are hidden
   positives (``data.pooling``'s hidden set): how often a false negative was trained on.
-* With ``debias=cet``, over the unlabeled documents seen in training steps (the training pool as
+* Over the unlabeled documents seen in training steps (the training pool as
   mined; at most ``diagnostics_max`` of them), how well each estimate separates hidden positives from
   true negatives: ``cet`` = the posterior P(r=1 | y=0) (C3), ``relevance`` = the relevance model's
-  own p_r (what naive training has): ROC AUC (ties count one half) and precision at the top k by
+  own p_r (with ``debias=none`` under ``data.pooling``, the naive model's, the only entry): ROC AUC (ties count one half) and precision at the top k by
   estimate, k = 10, 100 and the number of hidden positives seen (R-precision).
 """
 
@@ -61,6 +61,13 @@ def diagnostics(prep: Any, fitted: Any, module: Any) -> dict[str, Any] | None:
         out["negatives"] = len(negs)
         out["hidden_positives_among_negatives"] = n_hid
         out["hidden_share_of_negatives"] = round(n_hid / len(negs), 6) if negs else 0.0
+    from rankexp.debias import Observer
+
+    watched = module.loss_fn if isinstance(getattr(module, "loss_fn", None), Observer) else None
+    if watched is not None and watched.seen:
+        labels = [s[0] for s in watched.seen]
+        out["seen"], out["seen_hidden"] = len(labels), sum(labels)
+        out["separation"] = {"relevance": separation(labels, [s[1] for s in watched.seen])}
     if cet is not None:
         out["propensity"] = [round(float(p), 6) for p in cet.propensity()]
         out["steps"] = int(cet.steps)
