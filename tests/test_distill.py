@@ -203,3 +203,30 @@ def test_smaller_student_keeps_its_first_layers_and_reloads(vaswani_slice, teach
         truncate_layers(ranker.encoder.model, 2)
     bad = CliRunner().invoke(app, ["train", *fast_overrides(vaswani_slice, out, **{"model.encoder.num_layers": 9})])
     assert bad.exit_code == 2 and "num_layers=9" in bad.output
+
+
+def test_teacher_scoring_resumes_from_its_partial_file_and_caches(tmp_path):
+    """An interrupted scoring left finished pairs in .partial-<hash>.tsv: they are not scored again;
+    the finished entry is cached, and a second fill of the same pairs is a cache hit."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from rankexp.distill.teachers import KIND, Teacher
+    from rankexp.tracking.cache import Cache
+
+    run = tmp_path / "t.run"
+    run.write_text("q1 Q0 a 1 3.0 t\nq1 Q0 b 2 2.0 t\nq2 Q0 c 1 1.0 t\n")
+    cfg = OmegaConf.create({"kind": "kl", "teacher": {"model": None, "run": str(run), "batch_size": 8}})
+    prep = SimpleNamespace(cache=Cache(tmp_path / "cache"), collection=SimpleNamespace(fingerprint="fp"), device="cpu",
+                           cfg=OmegaConf.create({"model": {}}))
+    teacher = Teacher(cfg, prep)
+    pairs = [("q1", "a"), ("q1", "b"), ("q2", "c")]
+    final, digest = prep.cache.path(KIND, teacher.key(pairs))
+    final.parent.mkdir(parents=True)
+    (final.parent / f".partial-{digest}.tsv").write_text("q1\ta\t99.0\nq1\tb\t")  # one finished pair, one cut line
+    info = teacher.fill(pairs)
+    assert teacher == {"q1": {"a": 99.0, "b": 2.0}, "q2": {"c": 1.0}}  # a came from the partial file
+    assert not info["cached"] and not (final.parent / f".partial-{digest}.tsv").exists()
+    again = Teacher(cfg, prep)
+    assert again.fill(pairs)["cached"] and again == teacher

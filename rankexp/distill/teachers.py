@@ -108,6 +108,9 @@ class Teacher(dict):
         final, digest = self.prep.cache.path(KIND, self.key(pairs))
         partial = final.parent / f".partial-{digest}.tsv"
         done = _read_partial(partial)
+        if partial.exists():  # rewrite what was finished, dropping a line cut by the interruption
+            with open(partial, "w", encoding="utf-8") as fh:
+                fh.writelines(f"{q}\t{d}\t{v!r}\n" for (q, d), v in done.items())
         todo = [p for p in pairs if p not in done]
         if self.file_run is not None:
             with open(partial, "a", encoding="utf-8") as fh:
