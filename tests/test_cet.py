@@ -194,3 +194,17 @@ def test_cet_run_cut_by_sigterm_resumes_exactly(vaswani_slice, tmp_path, monkeyp
     res = api.train(cfg)
     assert (res.path / "run.trec").read_text() == (ref.path / "run.trec").read_text()
     assert res.metrics["debias"]["propensity"] == ref.metrics["debias"]["propensity"]
+
+
+@pytest.mark.parametrize("extra, says", [
+    ({"loss": "margin"}, "loss=margin cannot use them"),
+    ({"distill": "kl", "distill.teacher.run": "/nonexistent.trec"}, "cannot be combined with distill=kl"),
+])
+def test_cet_refuses_what_it_cannot_correct_before_any_data_work(vaswani_slice, tmp_path, extra, says):
+    from rankexp import api
+
+    cfg = api.compose(fast_overrides(vaswani_slice, tmp_path, debias="cet", **extra), validate=False)
+    with pytest.raises(ConfigError, match=says) as e:
+        api.train(cfg)
+    assert "\n" not in str(e.value)
+    assert not (api.rundir_for(cfg).path / "split.json").exists()  # before the collection was read

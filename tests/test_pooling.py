@@ -94,3 +94,19 @@ def test_train_with_bm25_pool_writes_pooling_json_and_evaluates_on_full_qrels(va
     assert set(d["separation"]) == {"relevance"}
     state = __import__("torch").load(res.path / "checkpoints" / "best.ckpt", map_location="cpu", weights_only=False)
     assert not any(k.startswith("loss_fn.") for k in state["state_dict"])  # the watcher adds nothing to checkpoints
+
+
+@pytest.mark.parametrize("extra, says", [
+    ({"data.pooling": "{system: random, hide: 1.5}"}, "data.pooling.hide must be a share in [0, 1]"),
+    ({"data.pooling": "{system: ance, depth: 10}"}, "data.pooling.system must be one of bm25, random"),
+    ({"debias": "cet", "loss": "pairwise"}, "debias=cet corrects loss=listwise or loss=pointwise"),
+])
+def test_cli_bad_settings_exit_2_with_one_line(vaswani_slice, tmp_path, extra, says):
+    from typer.testing import CliRunner
+
+    from rankexp.cli import app
+
+    result = CliRunner().invoke(app, ["train", *fast_overrides(vaswani_slice, tmp_path, **extra)])
+    assert result.exit_code == 2, result.output
+    lines = [l for l in result.output.splitlines() if l.strip()]
+    assert any(says in l for l in lines) and "Traceback" not in result.output

@@ -9,6 +9,27 @@ from typing import Any
 import torch
 
 
+def check(cfg: Any, loss: Any, sampler: Any) -> None:
+    """Stage prepare, before any data work: ``debias=cet`` needs a listwise or pointwise loss without
+    distillation and a static negative sampler (one-line ConfigError otherwise)."""
+    from rankexp.debias.cet import SUPPORTED_LOSSES
+    from rankexp.errors import ConfigError
+
+    node = cfg.get("debias")
+    if node is None or node.get("_target_") is None:
+        return
+    name = getattr(loss, "name", type(loss).__name__)
+    if name not in SUPPORTED_LOSSES:
+        raise ConfigError(f"debias=cet corrects loss=listwise or loss=pointwise (weights on negatives); "
+                          f"loss={name} cannot use them")
+    distill = cfg.get("distill")
+    if distill is not None and str(distill.get("kind", "none")) != "none":
+        raise ConfigError(f"debias=cet corrects the label loss only; it cannot be combined with distill={distill.get('kind')}")
+    if getattr(sampler, "dynamic", False):
+        raise ConfigError("debias=cet cannot correct a dynamic sampler's own objective (negatives=dense_dynamic); "
+                          "use a static negative sampler")
+
+
 def attach(prep: Any, module: Any) -> Any:
     """Stage build: with ``debias=cet``, wrap the module's loss in a :class:`~rankexp.debias.cet.CET`
     (assigned as ``module.loss_fn``, a submodule: checkpointed and resumed with the module). Returns it, or None."""
@@ -22,7 +43,7 @@ def attach(prep: Any, module: Any) -> Any:
             module.loss_fn = Observer(module.loss_fn, hidden)
         return None
     if getattr(module, "dynamic", None) is not None:
-        raise ConfigError("debias=cet cannot correct a dynamic sampler's own objective (negatives=adore); "
+        raise ConfigError("debias=cet cannot correct a dynamic sampler's own objective (negatives=dense_dynamic); "
                           "use a static negative sampler")
     cet = build(node, "debias")
     train = [q for q in prep.split["train"] if q in prep.collection.queries]

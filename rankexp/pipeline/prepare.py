@@ -87,6 +87,9 @@ def prepare(cfg: DictConfig, rd: RunDir) -> Prepared:
     weighter = build(cfg.curriculum, "curriculum")
     from rankexp.data.pooling import parse as parse_pooling, simulate  # data.pooling: checked before any data work
     parse_pooling(cfg.data.get("pooling"))
+    from rankexp.debias import check as check_debias  # debias=cet: a loss and sampler it can correct
+
+    check_debias(cfg, loss, sampler)
 
     # ---- data, split, first stage
     collection = load_collection(cfg.data)
