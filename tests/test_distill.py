@@ -230,3 +230,15 @@ def test_teacher_scoring_resumes_from_its_partial_file_and_caches(tmp_path):
     assert not info["cached"] and not (final.parent / f".partial-{digest}.tsv").exists()
     again = Teacher(cfg, prep)
     assert again.fill(pairs)["cached"] and again == teacher
+
+
+@pytest.mark.slow
+def test_sweep_members_share_the_teacher_scores(vaswani_slice, teacher_run, tmp_path):
+    """`rankexp sweep distill=kl,pld distill.teacher.model=RUN`: the second member reads the first's teacher scores."""
+    _, teacher = teacher_run
+    out = tmp_path / "sweep"
+    r = CliRunner().invoke(app, ["sweep", *fast_overrides(vaswani_slice, out, distill="kl,pld"), f"distill.teacher.model={teacher}"])
+    assert r.exit_code == 0, r.output
+    members = [json.loads((p / "metrics.json").read_text())["distill"] for p in (out / "runs").iterdir()]
+    assert sorted(m["kind"] for m in members) == ["kl", "pld"]
+    assert sorted((m["cache_builds"], m["cache_hits"]) for m in members) == [(0, 2), (2, 0)]
