@@ -10,9 +10,10 @@ loss: ``[B, G] x [B, G] -> [B]``; the module weights and averages (as for every 
 train on the distillation term alone, which is ``w = 1``.)
 
 Margin-MSE — Hofstätter, Althammer, Schröder, Sertkan and Hanbury, "Improving Efficient Neural
-Ranking Models with Cross-Architecture Knowledge Distillation" (arXiv 2010.02666), Eq. (1)::
+Ranking Models with Cross-Architecture Knowledge Distillation" (arXiv 2010.02666), its Margin-MSE
+loss (we could not check the paper's equation number here; the label MM is ours)::
 
-    L(Q, P+, P-) = MSE( M_s(Q, P+) - M_s(Q, P-),  M_t(Q, P+) - M_t(Q, P-) )                      (1)
+    L(Q, P+, P-) = MSE( M_s(Q, P+) - M_s(Q, P-),  M_t(Q, P+) - M_t(Q, P-) )                      (MM)
 
 The paper's triples have one negative. A group here has n; we average the squared margin errors
 over its n (positive, negative) pairs (our choice):
