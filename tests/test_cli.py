@@ -57,7 +57,7 @@ def test_every_option_of_every_group_composes_and_instantiates():
                      "negatives/file": ["negatives.path=/tmp/negatives.tsv"]}.get(f"{group}/{option}", [])
             cfg = api.compose([f"{group}={option}", *extra])
             node = cfg[group]
-            if "_target_" in node and group not in ("model",):
+            if node.get("_target_") is not None and group not in ("model",):  # `_target_: null`: the "none" option of a group
                 instantiate(node)
 
 
