@@ -82,3 +82,15 @@ def fast_overrides(data_dir: Path, out: Path, **extra) -> list[str]:
     }
     ovr.update(extra)
     return [f"{k}={v}" for k, v in ovr.items()]
+
+
+def wait_for(pred, timeout: float = 300.0, step: float = 0.05) -> bool:
+    """Poll ``pred`` until it holds (True) or ``timeout`` seconds pass (False): for tests that watch a child process."""
+    import time
+
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if pred():
+            return True
+        time.sleep(step)
+    return False

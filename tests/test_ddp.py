@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from tests.conftest import fast_overrides
+from tests.conftest import fast_overrides, wait_for
 
 # (rankexp's heavier modules are imported inside the tests: the gather test's spawned processes
 # import this module, and should not pay for Lightning)
@@ -28,15 +28,6 @@ def env(**extra) -> dict:
 
 def cli(*args) -> list[str]:
     return [sys.executable, "-m", "rankexp", *args]
-
-
-def wait_for(pred, timeout=400.0, step=0.1) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return False
 
 
 def dev_steps(rd) -> list[int]:
@@ -85,7 +76,7 @@ def test_ddp_run_killed_after_a_dev_evaluation_resumes_and_finishes(vaswani_slic
                             env=env(RANKEXP_TEST_STEP_DELAY_S="0.5"), start_new_session=True)
     try:
         assert wait_for(lambda: (rd.checkpoints / "last.ckpt").exists() and (rd.path / "history.jsonl").exists()
-                        and 3 in dev_steps(rd.path)), "no dev evaluation was reached"
+                        and 3 in dev_steps(rd.path), timeout=400.0, step=0.1), "no dev evaluation was reached"
         time.sleep(1.0)  # mid-way to the next evaluation
     finally:
         os.killpg(proc.pid, signal.SIGKILL)  # both ranks at once, as a node failure would

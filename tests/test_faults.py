@@ -22,7 +22,7 @@ import pytest
 from rankexp import api
 from rankexp.tracking import lifecycle as lc
 from rankexp.tracking.rundir import STATUS_BYTES, RunDir
-from tests.conftest import fast_overrides
+from tests.conftest import fast_overrides, wait_for
 
 STEPS = {"trainer.max_steps": 12, "train.val_every_n_steps": 3}
 
@@ -41,15 +41,6 @@ def reference(vaswani_slice, tmp_path_factory):
     out = tmp_path_factory.mktemp("reference")
     res = api.train(api.compose(fast_overrides(vaswani_slice, out, **STEPS)))
     return res.path
-
-
-def wait_for(pred, timeout=300.0, step=0.05) -> bool:
-    deadline = time.time() + timeout
-    while time.time() < deadline:
-        if pred():
-            return True
-        time.sleep(step)
-    return False
 
 
 def dead_pid() -> int:
