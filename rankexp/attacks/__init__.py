@@ -1,0 +1,1 @@
+"""Robustness attacks on rankers (issue 16) and the CertDR defense; contracts in base.py."""
