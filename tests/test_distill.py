@@ -242,3 +242,28 @@ def test_sweep_members_share_the_teacher_scores(vaswani_slice, teacher_run, tmp_
     members = [json.loads((p / "metrics.json").read_text())["distill"] for p in (out / "runs").iterdir()]
     assert sorted(m["kind"] for m in members) == ["kl", "pld"]
     assert sorted((m["cache_builds"], m["cache_hits"]) for m in members) == [(0, 2), (2, 0)]
+
+
+def test_bi_encoder_student_keeps_its_first_layers():
+    """model=bi_encoder model.encoder.num_layers=k: the bi-encoder student is cut like the cross-encoder, and its
+    embeddings are those of the first k layers of the same weights (a smaller student of the same start)."""
+    import torch
+
+    from rankexp.models.biencoder import BiEncoder
+
+    tiny = {"hidden_size": 32, "num_hidden_layers": 3, "num_attention_heads": 2, "intermediate_size": 64,
+            "hidden_dropout_prob": 0.0, "attention_probs_dropout_prob": 0.0}
+    torch.manual_seed(0)
+    full = BiEncoder(max_length=32, max_query_length=8, tiny=tiny)
+    torch.manual_seed(0)
+    cut = BiEncoder(max_length=32, max_query_length=8, tiny=tiny, num_layers=1)
+    assert len(cut.query_model.encoder.layer) == 1 and cut.identity["num_layers"] == 1 and "num_layers" not in full.identity
+    ids = torch.tensor([[101, 2000, 2001, 102]])
+    mask = torch.ones_like(ids)
+    full.eval(), cut.eval()
+    with torch.no_grad():
+        h1 = full.query_model(input_ids=ids, attention_mask=mask, output_hidden_states=True).hidden_states[1]
+        expect = torch.nn.functional.normalize(h1.mean(1), dim=-1)
+        assert torch.allclose(cut.encode(ids, mask, "query"), expect, atol=1e-6)
+    with pytest.raises(ConfigError):
+        BiEncoder(max_length=32, max_query_length=8, tiny=tiny, num_layers=4)

@@ -37,6 +37,7 @@ class BiEncoder(nn.Module):
             (gathered, gradients flowing back to each rank), as one process with the whole batch
             would have; false: each rank's own documents only (``rankexp.distributed``).
         tiny: BertConfig sizes of a random model (tests), as for the cross-encoder.
+        num_layers: keep only the first k transformer layers (a smaller student, as for the cross-encoder; None = all).
         checkpoint: start from a rankexp bi-encoder run directory or ``.ckpt`` (e.g. ADORE on top
             of a STAR-trained model) instead of ``name``'s weights.
     """
@@ -46,7 +47,7 @@ class BiEncoder(nn.Module):
     def __init__(self, name: str = "all-MiniLM-L6-v2", max_length: int = 256, max_query_length: int = 32,
                  pooling: str = "mean", similarity: str = "cos", shared: bool = True, temperature: float = 0.05,
                  in_batch: bool = True, tiny: dict[str, Any] | None = None, checkpoint: str | None = None,
-                 gather_negatives: bool = True):
+                 gather_negatives: bool = True, num_layers: int | None = None):
         super().__init__()
         if pooling not in ("cls", "mean"):
             raise ConfigError(f"model.encoder.pooling must be 'cls' or 'mean', got {pooling!r}")
@@ -61,9 +62,15 @@ class BiEncoder(nn.Module):
         self.temperature, self.in_batch, self.gather_negatives = float(temperature), bool(in_batch), bool(gather_negatives)
         self.tokenizer = load_tokenizer(name)
         self.query_model = load_transformer(name, self.tokenizer, tiny, max(max_length, max_query_length))
+        if num_layers is not None:  # a smaller student (distillation): keep the first num_layers transformer layers
+            from rankexp.distill.students import truncate_layers
+
+            truncate_layers(self.query_model, int(num_layers))
         self.doc_model = None if shared else copy.deepcopy(self.query_model)
         self.identity = {"name": name, "tiny": dict(tiny) if tiny else None, "pooling": pooling,
                          "similarity": similarity, "shared": shared}
+        if num_layers is not None:
+            self.identity["num_layers"] = int(num_layers)
         if checkpoint:
             load_weights(self, checkpoint)
 
