@@ -267,3 +267,31 @@ def test_bi_encoder_student_keeps_its_first_layers():
         assert torch.allclose(cut.encode(ids, mask, "query"), expect, atol=1e-6)
     with pytest.raises(ConfigError):
         BiEncoder(max_length=32, max_query_length=8, tiny=tiny, num_layers=4)
+
+
+def test_teacher_scale_multiplies_the_scores_but_not_the_cache(tmp_path):
+    """distill.teacher.scale=20: the batch sees 20 x the teacher's scores (a cosine teacher's logits at temperature
+    0.05); the cache keeps the unscaled scores, so a run at another scale reuses it; scale <= 0 is one line."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from rankexp.distill.teachers import Teacher
+    from rankexp.tracking.cache import Cache
+
+    run = tmp_path / "t.run"
+    run.write_text("q1 Q0 a 1 0.5 t\nq1 Q0 b 2 -0.25 t\n")
+    prep = SimpleNamespace(cache=Cache(tmp_path / "cache"), collection=SimpleNamespace(fingerprint="fp"), device="cpu",
+                           cfg=OmegaConf.create({"model": {}}))
+
+    def teacher(scale):
+        return Teacher(OmegaConf.create({"kind": "kl", "teacher": {"model": None, "run": str(run), "batch_size": 8,
+                                                                   "scale": scale}}), prep)
+
+    plain, scaled = teacher(1.0), teacher(20.0)
+    assert not plain.fill([("q1", "a"), ("q1", "b")])["cached"]
+    assert scaled.fill([("q1", "a"), ("q1", "b")])["cached"]
+    assert plain == {"q1": {"a": 0.5, "b": -0.25}} and scaled == {"q1": {"a": 10.0, "b": -5.0}}
+    for bad in (0, -1.0, float("nan")):
+        with pytest.raises(ConfigError, match="distill.teacher.scale"):
+            teacher(bad)

@@ -52,6 +52,9 @@ class Teacher(dict):
                               f"or distill.teacher.run=TREC_FILE (got model={model!r}, run={run!r})")
         self.prep = prep
         self.batch_size = int(t.get("batch_size", 64) or 64)
+        self.scale = float(t.get("scale", 1.0) if t.get("scale") is not None else 1.0)
+        if not (math.isfinite(self.scale) and self.scale > 0):
+            raise ConfigError(f"distill.teacher.scale={t.get('scale')}: expected a number > 0 (the teacher's scores are multiplied by it)")
         self.ranker = None
         self.file_run = None
         self.info: dict[str, Any] = {"scored_pairs": 0, "cached_pairs": 0, "scoring_s": 0.0, "cache_hits": 0, "cache_builds": 0}
@@ -100,8 +103,8 @@ class Teacher(dict):
             q, d = bad[0]
             raise DataError(f"teacher {self.description}: no finite score for {len(bad)} of the {len(pairs)} {what} pairs "
                             f"(e.g. query {q}, document {d}); a teacher run must hold every pair it is asked for")
-        for q, docs in scores.items():
-            self.setdefault(q, {}).update({d: s for d, s in docs.items() if math.isfinite(s)})
+        for q, docs in scores.items():  # the cache keeps the teacher's own scores; the scale applies here
+            self.setdefault(q, {}).update({d: s * self.scale for d, s in docs.items() if math.isfinite(s)})
         return {"pairs": len(pairs), "missing": len(bad), "cached": not built}
 
     def _build(self, tmp: Path, pairs: list[tuple[str, str]], what: str) -> None:
