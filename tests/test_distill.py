@@ -73,6 +73,52 @@ def test_pld_with_a_teacher_preferring_a_negative_still_ranks_the_positive_first
     assert pld(torch.tensor([s]), torch.tensor([t])).item() == pytest.approx(want, rel=1e-6)
 
 
+def _pld_as_in_the_papers_appendix_c(s, t, temperature=1.0):
+    """An independent reading of PLD (Bassam et al., App. C): sort the teacher ascending, move the label
+    (column 0) last, forward log-cum-sum-exp of the student's permuted scores minus the score, weighted
+    by the teacher's tempered softmax at each permuted position."""
+    out = []
+    for srow, trow in zip(s, t):
+        rest = sorted(range(1, len(trow)), key=lambda c: (trow[c], -c))  # ascending; ties: later column first
+        order = rest + [0]
+        z = lse(*[x / temperature for x in trow])
+        total = 0.0
+        for i, c in enumerate(order):
+            tail = lse(*[srow[order[j]] for j in range(i + 1)])  # this item and every one the teacher ranks below it
+            total += math.exp(trow[c] / temperature - z) * (tail - srow[c])
+        out.append(total)
+    return out
+
+
+def test_pld_matches_the_papers_reference_formulation_on_crafted_and_random_scores():
+    g = torch.Generator().manual_seed(0)
+    s, t = torch.randn(5, 6, generator=g), torch.randn(5, 6, generator=g)
+    for temp in (1.0, 4.0):
+        want = _pld_as_in_the_papers_appendix_c(s.tolist(), t.tolist(), temp)
+        assert pld(s, t, temp).tolist() == pytest.approx(want, rel=1e-5)
+    ties_s, ties_t = [[0.3, 1.0, -2.0, 0.5]], [[1.0, 2.0, 2.0, 2.0]]  # equal teacher scores on the negatives
+    assert pld(torch.tensor(ties_s), torch.tensor(ties_t)).tolist() == pytest.approx(
+        _pld_as_in_the_papers_appendix_c(ties_s, ties_t), rel=1e-6)
+
+
+def test_pld_special_cases_of_the_paper_section_4_2():
+    s = torch.tensor([[0.0, math.log(2.0), 0.0]])
+    # equal teacher scores: alpha uniform (1/3), pi* = column order -> ListMLE / 3 by hand:
+    # k=1: log(1 + 2 + 1) - 0 = log 4; k=2: log(2 + 1) - log 2 = log 1.5; k=3: 0  -> log 6 / 3
+    assert pld(s, torch.tensor([[4.0, 4.0, 4.0]])).item() == pytest.approx(math.log(6.0) / 3.0, rel=1e-6)
+    # a very hot teacher softmax (tau -> inf) is uniform as well, whatever its order: ListMLE on pi* / 3
+    t = torch.tensor([[0.0, 1.0, 2.0]])  # pi* = (0, 2, 1): log(1+1+2) - 0, then log(1+2) - 0, then 0
+    assert pld(s, t, 1e7).item() == pytest.approx((math.log(4.0) + math.log(3.0)) / 3.0, rel=1e-5)
+    # a teacher sure of the label: alpha = (1, 0, 0) -> cross-entropy on the label
+    ce = math.log(1.0 + 2.0 + 1.0) - 0.0
+    assert pld(s, torch.tensor([[60.0, 0.0, 0.0]])).item() == pytest.approx(ce, rel=1e-6)
+
+
+def test_margin_mse_with_one_negative_is_the_papers_triple_form():
+    # (MM) for one triple: teacher margin 3.1 - 1.0 = 2.1, student margin 0.9 - 0.4 = 0.5 -> (0.5 - 2.1)^2
+    assert margin_mse(torch.tensor([[0.9, 0.4]]), torch.tensor([[3.1, 1.0]])).item() == pytest.approx(2.56, rel=1e-6)
+
+
 def test_distilled_loss_mixes_with_the_label_loss_and_checks_its_settings():
     s = torch.tensor([[2.0, 1.0, 0.0]])
     batch = Batch.of_groups(["q"], [["a", "b", "c"]], teacher_scores=torch.tensor([[1.0, 3.0, 2.0]]))

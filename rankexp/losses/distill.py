@@ -10,16 +10,18 @@ loss: ``[B, G] x [B, G] -> [B]``; the module weights and averages (as for every 
 train on the distillation term alone, which is ``w = 1``.)
 
 Margin-MSE — Hofstätter, Althammer, Schröder, Sertkan and Hanbury, "Improving Efficient Neural
-Ranking Models with Cross-Architecture Knowledge Distillation" (arXiv 2010.02666), its Margin-MSE
-loss (we could not check the paper's equation number here; the label MM is ours)::
+Ranking Models with Cross-Architecture Knowledge Distillation" (arXiv 2010.02666). The stored copies
+readable here give the paper's abstract only (its Section 3 was not readable), so its equation number
+could NOT be checked (a secondary note cites it as Eq. 11; unverified); the label MM is ours. The loss,
+as the abstract and every secondary source state it, for a triple (query, positive, negative)::
 
     L(Q, P+, P-) = MSE( M_s(Q, P+) - M_s(Q, P-),  M_t(Q, P+) - M_t(Q, P-) )                      (MM)
 
-The paper's triples have one negative. A group here has n; we average the squared margin errors
-over its n (positive, negative) pairs (our choice):
-``L = (1/n) Σ_j ((s_0 - s_j) - (t_0 - t_j))²``. Only margins are matched, so a student whose scores
-differ from the teacher's by a constant per group has zero loss (scores of different architectures
-need not share a scale).
+Where we had to choose: the paper's triples have one negative; a group here has n, and we average
+the squared margin errors over its n (positive, negative) pairs:
+``L = (1/n) Σ_j ((s_0 - s_j) - (t_0 - t_j))²`` (with n = 1 exactly (MM)). Only margins are matched, so a
+student whose scores differ from the teacher's by a constant per group has zero loss (the paper's
+reason: scores of different architectures need not share a scale).
 
 Listwise KL (Hinton, Vinyals and Dean, "Distilling the Knowledge in a Neural Network", 2015) over a
 group, temperature T::
@@ -29,22 +31,31 @@ group, temperature T::
 (T² keeps the gradient's size independent of T, as Hinton et al. advise.)
 
 PLD — Bassam, Zhu and Bian, "PLD: A Choice-Theoretic List-Wise Knowledge Distillation" (arXiv
-2506.12542). The teacher's logits are Plackett-Luce "worths". The target is one permutation, the
-*teacher-optimal* one: the true label first, then the other items in descending teacher score::
+2506.12542). Checked against the paper's full text (v3: Sections 3.2, 4.1, 4.2, 5.2.2, Appendix A
+and its reference code in Appendix C). The readable copy renders the displayed formulas as
+images, so the equation NUMBERS could not be read; the formulas below are the paper's as its text
+states them (Appendix A.4 writes the summand out in words), cited by section::
 
-    π* = (y, then the remaining items sorted by t descending)                                      (PLD-1)
-    α_k = softmax(t / T)_{π*_k}                       the teacher's confidence in the k-th choice   (PLD-2)
-    L_PLD = Σ_{k=1..G} α_k · ( log Σ_{l=k..G} exp(s_{π*_l}) - s_{π*_k} )                         (PLD-3)
+    π* = (y, then the other classes in descending teacher logit)                 (Sec. 4.1, "teacher-optimal permutation")
+    q^T = softmax(t / τ_T)     α_k = q^T_{π*_k}                                  (Sec. 4.2; τ_T of Sec. 5.2.2, App. C)
+    L_PLD(s) = Σ_{k=1..C} α_k · ( log Σ_{ℓ=k..C} exp(s_{π*_ℓ}) - s_{π*_k} )     (Sec. 4.2, App. A.1/A.4)
 
-Each term is the negative log-probability, under the student's Plackett-Luce model, of choosing
-π*_k among the items not chosen yet, weighted by the teacher's confidence in it. The first term is
-the cross-entropy on the true label, weighted by α_1; the loss is convex in s and unchanged by a
-constant added to all of a group's student scores. Choices (the paper is written for
-classification): y is the group's labelled positive (column 0); the temperature T applies to the
-teacher's softmax only; teacher ties are broken by column order (a stable sort), so with equal
-teacher scores the negatives keep their group order; the last term (one item left, always 0) is
-kept for the formula's sake. We could read the paper only through its abstract and summaries in
-this environment: the labels PLD-1..3 are ours, not the paper's equation numbers.
+Each term is the negative log-probability, under the student's (unsoftened) Plackett-Luce model, of
+choosing π*_k among the items not chosen yet, weighted by the teacher's softmax mass of π*_k. The
+paper's special cases (Sec. 4.2): α = (1, 0, …, 0) is cross-entropy on the true label; uniform α =
+1/C is ListMLE on π* (divided by C); the loss is convex in s and unchanged by a constant added to
+all student scores (Sec. 3.2, App. A.4). The teacher's softmax covers every class, the true label
+included (App. C); only the teacher is tempered. Defaults: the paper's ImageNet ablation (Table 6,
+ResNet-152 -> ResNet-50) finds τ_T = 1 best (Top-1 77.30 vs 76.06 at 0.5, 77.17 at 1.5, 76.46 at 2,
+75.22 at 4; uniform ListMLE 74.11); its CIFAR-100 runs use τ = 4. Our ``distill.temperature`` = 1.0.
+The paper trains on L_PLD alone, with no separate cross-entropy term (our ``distill.weight`` = 1).
+
+Where we differ / had to choose (the paper is written for classification): the "classes" are a
+training group's documents and y is its labelled positive (column 0); teacher ties are broken by
+column order (a stable sort: with equal teacher scores the negatives keep their group order; the
+paper's Appendix-C code uses an unstable sort, so its tie order is unspecified); the last term (one
+item left, always 0) is kept for the formula's sake. Per group the loss is a sum over the group's
+G items (the paper sums over C classes and averages over the batch, as our module does).
 """
 
 from __future__ import annotations
@@ -99,7 +110,7 @@ def pld_permutation(t: torch.Tensor, positive: int = 0) -> torch.Tensor:
 
 
 def pld(s: torch.Tensor, t: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
-    """PLD per group ``[B]`` (Eq. PLD-3 in the module docstring)."""
+    """PLD per group ``[B]``: L_PLD of the module docstring (Bassam et al., Sec. 4.2 / App. A)."""
     _check(s, t)
     t = t.to(s.dtype)
     perm = pld_permutation(t)
