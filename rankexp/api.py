@@ -269,3 +269,45 @@ def reranker(model: str | Path, overrides: Sequence[str] = (), *, cfg: DictConfi
     base = cfg if cfg is not None else compose(list(overrides))
     ranker = load_ranker(model, base.get("model"))
     return RerankSession(rerank_config(base, ranker, overrides), ranker, run_file=run_file, queries=queries)
+
+
+def certify(victim: str | Path, overrides: Sequence[str] = (), *, cfg: DictConfig | None = None,
+            queries: str | Sequence[str] = "test", out: str | Path | None = None):
+    """CertDR (Wu et al., CIKM 2022): ``victim`` (a run directory, a HF cross-encoder or a
+    sentence-transformers bi-encoder) smoothed over random synonym substitutions; each selected
+    query's top-K certified against word substitution attacks; CRQ@K and the smoothed ranker's
+    measures beside the victim's in ``outputs/certify/<id>/`` (``config.yaml``, ``results.jsonl``,
+    ``metrics.json``, ``perquery.tsv``, ``run.trec``). Settings are ``certify.*`` (composed from
+    ``certify=default`` unless ``overrides`` choose the group). A re-run continues a cut-off one.
+    Returns a :class:`~rankexp.attacks.certdr.CertifyRun`."""
+    from rankexp.attacks.certdr import run_certify
+
+    overrides = list(overrides)
+    if cfg is None:
+        if not any(o.lstrip("+~").split("=", 1)[0] == "certify" for o in overrides):
+            overrides = ["certify=default", *overrides]
+        cfg = compose(overrides)
+    return run_certify(victim, overrides, cfg=cfg, queries=queries, out=out)
+
+
+def attack(victim: str | Path, overrides: Sequence[str] = (), *, cfg: DictConfig | None = None, force: bool = False,
+           embed=None, attack_obj=None):
+    """An adversarial attack on ``victim`` (``bm25``, a rankexp run directory, a Hugging Face
+    cross-encoder or a sentence-transformers bi-encoder): ``attack=NAME`` in ``overrides`` names the
+    attack (``conf/attack/NAME.yaml``); ``attack.seed``, ``attack.targets.*``, ``attack.max_queries``,
+    ``attack.white_box`` the runner's choices (``conf/attack/runner/default.yaml``). Writes
+    ``<output_dir>/attacks/<id>/`` (resumable) and returns an
+    :class:`~rankexp.attacks.runner.AttackResult` (``path``, ``metrics``)::
+
+        r = api.attack("bm25", ["attack=prada", "data=vaswani", "attack.max_queries=10"])
+        r.metrics["attack"]["success_rate"]
+
+    ``embed`` (texts -> embeddings) replaces the sentence encoder of the similarity measure and the
+    topic groups; ``attack_obj`` an Attack object instead of ``attack._target_`` (tests)."""
+    from rankexp.attacks.runner import run_attack
+
+    overrides = list(overrides)
+    if cfg is None:
+        runner = [] if any(o.lstrip("+~").startswith("attack/runner") for o in overrides) else ["attack/runner@attack=default"]
+        cfg = compose(runner + overrides)
+    return run_attack(cfg, str(victim), overrides, force=force, embed=embed, attack=attack_obj)
