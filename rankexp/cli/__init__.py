@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import typer
 
+from rankexp.cli import certify as _certify
+from rankexp.cli import attack as _attack
 from rankexp.cli import compare as _compare
 from rankexp.cli import config as _config
 from rankexp.cli import data as _data
@@ -34,6 +36,8 @@ def _root(debug: Debug = False) -> None:
 
 _run.register(app)
 _rerank.register(app)
+_attack.register(app)
+_certify.register(app)
 _retrieve.register(app)
 _sweep.register(app)
 _evaluate.register(app)
