@@ -84,6 +84,7 @@ from __future__ import annotations
 import math
 import random
 import re
+import statistics
 from collections import Counter
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
@@ -394,7 +395,7 @@ def crq(results: Sequence[QueryResult], ks: Sequence[int]) -> dict[str, Any]:
         margins = [r.cert[k]["margin"] for r in results if r.cert[k]["margin"] is not None]
         out[f"CRQ@{k}"] = c / n if n else None
         out[f"certified@{k}"] = {"queries": c, "of": n, "trivial": t,
-                                 "median_margin": sorted(margins)[len(margins) // 2] if margins else None}
+                                 "median_margin": statistics.median(margins) if margins else None}
     return out
 
 
