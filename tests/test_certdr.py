@@ -250,3 +250,19 @@ def _rounded(obj):
     if isinstance(obj, list):
         return [_rounded(v) for v in obj]
     return obj
+
+
+def test_bm25_victim_without_synonyms_is_certified_trivially_and_ranks_as_the_victim(vaswani_slice, tmp_path):
+    from rankexp import api
+
+    syn = tmp_path / "syn.tsv"
+    syn.write_text("zzzzqx\tyyyyqx\n")  # no vaswani word has a synonym: nothing can be attacked
+    res = api.certify("bm25", ["data=local", f"data.path={vaswani_slice}", "logger=none", f"paths.output_dir={tmp_path}",
+                               f"certify.synonyms={syn}", "certify.samples=3", "certify.depth=12", "certify.max_queries=4",
+                               "certify.scale=5"])
+    m = res.metrics
+    assert m["victim"].startswith("bm25") and m["CRQ@10"] == 1.0 and m["certified@10"]["trivial"] == 4
+    assert m["texts_scored"] == sum(len(r.smoothed) for r in res.results)  # one exact text per document
+    for r in res.results:
+        assert r.smoothed == {d: pytest.approx(sigmoid(s / 5)) for d, s in r.plain.items()}
+    assert m["smoothed"] == m["victim_plain"]  # sigmoid keeps the order: the same ranking, the same measures

@@ -86,7 +86,6 @@ import random
 import re
 import statistics
 from collections import Counter
-from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, Callable, Mapping, Sequence
@@ -408,37 +407,6 @@ class CertifyRun:
     results: list[QueryResult]
 
 
-class SessionScorer:
-    """A neural victim (a :class:`~rankexp.pipeline.rerank.RerankSession`) scoring in-memory texts."""
-
-    def __init__(self, session):
-        self.session = session
-        self.calls = 0
-
-    def __call__(self, qid: str, texts: Sequence[str]) -> list[float]:
-        ids = [f"certdr\t{i}" for i in range(len(texts))]
-        with _no_inner_bars():  # one bar for the whole certification, not one per call
-            run = self.session.score(docs=dict(zip(ids, texts)), pairs=[(qid, i) for i in ids], description="certdr").run
-        self.calls += len(texts)
-        return [run[qid][i] for i in ids]
-
-
-@contextmanager
-def _no_inner_bars():
-    """The victim's own per-call bars off while the certification's bar runs."""
-    import os
-
-    old = os.environ.get("RANKEXP_PROGRESS")
-    os.environ["RANKEXP_PROGRESS"] = "0"
-    try:
-        yield
-    finally:
-        if old is None:
-            os.environ.pop("RANKEXP_PROGRESS", None)
-        else:
-            os.environ["RANKEXP_PROGRESS"] = old
-
-
 def read_results(path: Path) -> list[QueryResult]:
     """``results.jsonl``; a last line cut by an interruption is dropped (and cut from the file)."""
     import json
@@ -472,6 +440,30 @@ def append_result(path: Path, r: QueryResult) -> None:
         os.fsync(fh.fileno())
 
 
+def load_certify_victim(spec: str | Path, base, overrides: Sequence[str], depth: int, queries):
+    """A :mod:`rankexp.attacks.victims` victim over the first stage's top ``depth``: ``bm25`` (scored by
+    formula), or a run directory / HF cross-encoder / sentence-transformers model (a RerankSession)."""
+    from omegaconf import OmegaConf
+
+    from rankexp.attacks.victims import NeuralVictim, load_victim
+    from rankexp.pipeline.loading import load_ranker
+    from rankexp.pipeline.rerank import RerankSession, rerank_config
+
+    if str(spec).lower() == "bm25":
+        cfg = base.copy()
+        OmegaConf.update(cfg, "eval.rerank_k", depth, merge=False)
+        victim, _, cfg = load_victim("bm25", cfg, overrides, queries)
+        return victim, cfg
+    try:
+        ranker = load_ranker(spec, base.get("model"))
+    except ConfigError as e:
+        raise ConfigError(f"VICTIM {spec!r} is not a ranker: give bm25, a rankexp run directory, a .ckpt, a Hugging Face "
+                          f"cross-encoder or a sentence-transformers bi-encoder ({e})") from None
+    cfg = rerank_config(base, ranker, overrides).copy()  # a run directory's own data, first stage and eval
+    OmegaConf.update(cfg, "eval.rerank_k", depth, merge=False)
+    return NeuralVictim(RerankSession(cfg, ranker, queries=queries), spec), cfg
+
+
 def run_certify(victim: str | Path, overrides: Sequence[str] = (), *, cfg=None, queries: str | Sequence[str] = "test",
                 out: str | Path | None = None) -> CertifyRun:
     """Certify ``victim``'s smoothed ranker on the selected queries' candidates (see the module
@@ -480,77 +472,78 @@ def run_certify(victim: str | Path, overrides: Sequence[str] = (), *, cfg=None, 
 
     from omegaconf import OmegaConf
 
+    from rankexp.attacks.victims import quiet_bars
     from rankexp.config.compose import compose, to_container
-    from rankexp.pipeline.loading import load_ranker
-    from rankexp.pipeline.rerank import RerankSession, rerank_config
-    from rankexp.retrieval.dense import model_hash
     from rankexp.utils.hashing import stable_hash
     from rankexp.utils.io import write_text
+    from rankexp.utils.progress import task
 
     t0 = time.perf_counter()
     base = cfg if cfg is not None else compose(list(overrides))
     settings = CertifySettings.from_node(OmegaConf.to_container(base.certify, resolve=True) if base.get("certify") else None)
     sets = PerturbationSets(synonym_source(settings.synonyms), settings.synonyms_k, settings.skip_stopwords)
-    if str(victim).lower() == "bm25":
-        raise ConfigError("rankexp certify bm25: a BM25 victim needs rankexp.attacks.victims (not available yet); "
-                          "give a run directory, a HF cross-encoder or a sentence-transformers model")
-    ranker = load_ranker(victim, base.get("model"))
-    cfg = rerank_config(base, ranker, overrides).copy()
-    OmegaConf.update(cfg, "eval.rerank_k", settings.depth, merge=False)
-    session = RerankSession(cfg, ranker, queries=queries)
-    qids = session.qids[: settings.max_queries] if settings.max_queries else list(session.qids)
+    vic, cfg = load_certify_victim(victim, base, overrides, settings.depth, queries)
+    qids = vic.qids[: settings.max_queries] if settings.max_queries else list(vic.qids)
     cont = to_container(cfg)
-    rid = stable_hash({"victim": model_hash(ranker.encoder.state_dict(), ranker.description), "data": cont["data"],
-                       "candidates": session.source, "queries": queries if isinstance(queries, str) else list(queries),
-                       "lengths": [getattr(ranker.encoder, "max_length", None), getattr(ranker.encoder, "max_query_length", None)],
+    encoder = getattr(getattr(vic, "session", None), "ranker", None)
+    encoder = encoder.encoder if encoder is not None else None
+    rid = stable_hash({"victim": vic.identity(), "data": cont["data"], "candidates": vic.info.get("candidates"),
+                       "queries": queries if isinstance(queries, str) else list(queries),
+                       "lengths": [getattr(encoder, "max_length", None), getattr(encoder, "max_query_length", None)],
                        "fast": cont["eval"].get("fast"), "certify": settings.identity()}, 10)
     path = Path(out).expanduser() if out is not None else Path(cfg.paths.output_dir) / "certify" / rid
     path.mkdir(parents=True, exist_ok=True)
     write_text(path / "config.yaml", OmegaConf.to_yaml(cfg))
     done = {r.qid: r for r in read_results(path / "results.jsonl")}
-    todo = [q for q in qids if q not in done]
-    scorer = SessionScorer(session)
-    if todo:
-        plain = session.score(pairs=[(q, d) for q in todo for d in session.candidates.get(q, {})],
-                              description="victim on the candidates").run
-        from rankexp.utils.progress import task
+    todo = [q for q in qids if q not in done and vic.candidate_ids.get(q)]
+    used0 = vic.queries_used
 
-        n_texts = sum(len(session.candidates.get(q, {})) for q in todo)
-        with task(f"certdr: {len(todo)} queries x {settings.samples} substitutions", n_texts) as advance:
+    def score_texts(qid, texts):
+        with quiet_bars():  # one bar for the whole certification, not one per victim call
+            return vic.score_texts(qid, texts)
+
+    if todo:
+        n_docs = sum(len(vic.candidate_ids[q]) for q in todo)
+        with task(f"certdr: {len(todo)} queries x {settings.samples} substitutions", n_docs) as advance:
             for q in todo:
-                docs = {d: session.collection.docs.get(d, "") for d in session.candidates.get(q, {})}
-                if not docs:
-                    continue
-                r = certify_query(scorer, q, docs, plain.get(q, {}), sets, settings)
+                with quiet_bars():
+                    plain = vic.candidates(q)
+                docs = {d: vic.doc_text(d) for d in vic.candidate_ids[q]}
+                r = certify_query(score_texts, q, docs, plain, sets, settings)
                 append_result(path / "results.jsonl", r)
                 done[q] = r
                 advance(len(docs))
     results = [done[q] for q in qids if q in done]
-    metrics = write_outputs(path, rid, results, session, ranker.description, settings,
-                            {"wall_s": round(time.perf_counter() - t0, 2), "texts_scored_now": scorer.calls,
+    metrics = write_outputs(path, rid, results, vic, cfg, settings,
+                            {"wall_s": round(time.perf_counter() - t0, 2), "texts_scored_now": vic.queries_used - used0,
                              "queries_resumed": len(qids) - len(todo)})
     return CertifyRun(rid, path, metrics, results)
 
 
-def write_outputs(path: Path, rid: str, results: Sequence[QueryResult], session, victim_desc: str, settings: CertifySettings,
+def write_outputs(path: Path, rid: str, results: Sequence[QueryResult], vic, cfg, settings: CertifySettings,
                   info: Mapping[str, Any]) -> dict[str, Any]:
-    """``run.trec`` (the smoothed ranker), ``perquery.tsv`` and ``metrics.json``."""
+    """``run.trec`` (the smoothed ranker), ``perquery.tsv`` and ``metrics.json``; measured beside the
+    victim's own ranking (and the first stage's, for a neural victim) on the judged queries."""
+    from rankexp.eval.measures import parse_measures
     from rankexp.eval.trec_io import write_run
     from rankexp.pipeline.evaluate import evaluate_beside
     from rankexp.tracking.rundir import RunDir
     from rankexp.utils.io import write_json
 
+    coll = vic.collection
     smoothed = {r.qid: r.smoothed for r in results}
     plain = {r.qid: r.plain for r in results}
     write_run(path / "run.trec", smoothed, tag=f"rankexp-certdr-{rid}")
-    judged = [r.qid for r in results if session.collection.relevant(r.qid)]
+    judged = [r.qid for r in results if coll.relevant(r.qid)]
     tables: dict[str, dict] = {"certdr": {}}
     for k in settings.ks:
         tables["certdr"][f"certified@{k}"] = {r.qid: float(bool(r.cert[k]["certified"])) for r in results}
         tables["certdr"][f"margin@{k}"] = {r.qid: r.cert[k]["margin"] for r in results if r.cert[k]["margin"] is not None}
+    session = getattr(vic, "session", None)
+    cand_name = session.candidates_name if session is not None else "first_stage"
     metrics: dict[str, Any] = {
-        "id": rid, "victim": victim_desc, "dataset": session.collection.name, "split": session.label,
-        "candidates": {"name": session.candidates_name, "depth": settings.depth, **session.source},
+        "id": rid, "victim": vic.name, "dataset": coll.name, "split": vic.info.get("queries_label"),
+        "candidates": {"name": cand_name, "depth": settings.depth, "source": vic.info.get("candidates")},
         "settings": {**settings.identity(), "max_queries": settings.max_queries},
         "epsilon": results[0].eps if results else hoeffding(settings.samples, settings.alpha),
         "queries": {"certified_on": len(results), "evaluated": len(judged)},
@@ -560,18 +553,17 @@ def write_outputs(path: Path, rid: str, results: Sequence[QueryResult], session,
         **dict(info),
     }
     if judged:
-        ev = evaluate_beside({q: smoothed[q] for q in judged},
-                             {"victim": {q: plain[q] for q in judged},
-                              session.candidates_name: {q: session.candidates[q] for q in judged}},
-                             {q: session.collection.qrels[q] for q in judged}, judged, session.measures)
-        metrics.update({"provider": ev.model.provider, "smoothed": ev.model.aggregate,
-                        "victim_plain": ev.references["victim"].aggregate,
-                        "baseline": {"name": session.candidates_name, **ev.references[session.candidates_name].aggregate},
+        refs = {"victim": {q: plain[q] for q in judged}}
+        if session is not None:  # a neural victim reranked the first stage's candidates: that ranking too
+            refs[cand_name] = {q: session.candidates[q] for q in judged}
+        measures = [str(m) for m in parse_measures(list(cfg.eval.measures))]
+        ev = evaluate_beside({q: smoothed[q] for q in judged}, refs, {q: coll.qrels[q] for q in judged}, judged, measures)
+        metrics.update({"provider": ev.model.provider, "smoothed": ev.model.aggregate, "victim_plain": ev.references["victim"].aggregate,
+                        "baseline": ({"name": cand_name, **ev.references[cand_name].aggregate} if cand_name in ev.references else None),
                         "paired_ttest": ev.paired})
-        tables.update({"smoothed": ev.model.perquery, "victim": ev.references["victim"].perquery,
-                       session.candidates_name: ev.references[session.candidates_name].perquery})
+        tables.update(ev.perquery_tables("smoothed"))
     else:
-        metrics.update({"smoothed": None, "victim_plain": None})
+        metrics.update({"smoothed": None, "victim_plain": None, "baseline": None})
     RunDir(path).write_perquery(tables)
     write_json(path / "metrics.json", metrics)
     return metrics

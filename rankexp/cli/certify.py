@@ -11,8 +11,8 @@ def register(app: typer.Typer) -> None:
     @app.command(context_settings=OVERRIDE_CONTEXT, rich_help_panel="Run")
     def certify(
         ctx: typer.Context,
-        victim: str = typer.Argument(..., help="A rankexp run directory, a Hugging Face cross-encoder or a "
-                                                "sentence-transformers bi-encoder (as rankexp rerank)."),
+        victim: str = typer.Argument(..., help="bm25, a rankexp run directory, a Hugging Face cross-encoder "
+                                                "or a sentence-transformers bi-encoder (as rankexp rerank)."),
         overrides: Overrides = None,
         queries: str = typer.Option("test", "--queries", help="test, dev, train (the train command's split rule) or all."),
         out: str = typer.Option(None, "--out", help="Output directory; default outputs/certify/<id>/."),
@@ -45,7 +45,10 @@ def certify_summary(m: dict) -> str:
     if m.get("smoothed"):
         measures = list(m["smoothed"])
         lines.append("           " + "  ".join(f"{x:>9}" for x in measures))
-        for name, row in (("smoothed", m["smoothed"]), ("victim", m["victim_plain"]), (m["baseline"]["name"], m["baseline"])):
+        rows = [("smoothed", m["smoothed"]), ("victim", m["victim_plain"])]
+        if m.get("baseline"):
+            rows.append((m["baseline"]["name"], m["baseline"]))
+        for name, row in rows:
             lines.append(f"{name[:10]:<10} " + "  ".join(f"{row[x]:>9.4f}" for x in measures))
     lines.append(f"{m['texts_scored']} texts scored · wall {m['wall_s']:.0f}s")
     return "\n".join(lines)
