@@ -310,3 +310,53 @@ def test_configs_build_their_attacks():
         cfg = OmegaConf.load(Path(__file__).resolve().parents[1] / "rankexp" / "conf" / "attack" / f"{stem}.yaml")
         attack = instantiate(cfg)
         assert type(attack) is cls and attack.budget == cfg.budget
+
+
+# ---------------------------------------------------------------------------------------------
+# end to end through the runner: BM25 victim (black box), imitation model on the train split
+# ---------------------------------------------------------------------------------------------
+
+def _e2e(vaswani_slice, tmp_path, attack, name, *extra):
+    from rankexp import api
+
+    ovr = ["data=local", f"data.path={vaswani_slice}", f"paths.output_dir={tmp_path}", "logger=none", "eval.rerank_k=20",
+           "attack.targets.ranks=[5,20]", "attack.targets.per_query=1", "attack.max_queries=2", f"attack={name}", *extra]
+    embed = lambda texts: torch.stack([torch.tensor([float(len(t)), float(t.count(" ")) + 1.0]) for t in texts]).numpy()  # noqa: E731
+    return api.attack("bm25", ovr, embed=embed, attack_obj=attack)
+
+
+IMIT = {"model": TINY, "n_queries": 4, "heldout": 2, "depth": 10, "pos_depth": 3, "steps": 20, "lr": 1e-3}
+
+
+def test_pat_end_to_end_on_bm25_through_the_imitation_model(vaswani_slice, tmp_path):
+    from rankexp.attacks.trigger import TriggerAttack
+
+    r = _e2e(vaswani_slice, tmp_path, TriggerAttack(budget=2, beam=2, topk=3, imitation=IMIT), "pat")
+    a = r.metrics["attack"]
+    facts = a["setup"]
+    assert facts["surrogate"] == "imitation model"
+    im = facts["imitation"]
+    assert im["train_queries"] == 4 and im["victim_queries"] == 6 * 10 and im["fidelity"]["queries"] == 2
+    assert (tmp_path / "attacks").exists() and list((tmp_path / "attacks").glob("*/imitation/*/model.pt"))
+    import json
+
+    recs = [json.loads(line) for line in next((tmp_path / "attacks").glob("*/results.jsonl")).read_text().splitlines()]
+    assert recs
+    for rec in recs:
+        trig = rec["perturbed_text"].split()[:2]
+        assert len(trig) == 2 and all(t.isalpha() and t.islower() for t in trig)
+
+
+def test_topic_end_to_end_one_text_per_group(vaswani_slice, tmp_path):
+    import json
+
+    from rankexp.attacks.topic import TopicAttack
+
+    r = _e2e(vaswani_slice, tmp_path, TopicAttack(budget=2, beam=2, topk=3, imitation=IMIT), "topic", "attack.topic.group_size=2",
+             "attack.max_queries=4")
+    recs = [json.loads(line) for line in next((tmp_path / "attacks").glob("*/results.jsonl")).read_text().splitlines()]
+    assert recs and all(len(rec["qids"]) == 2 for rec in recs)
+    for rec in recs:  # one perturbed text per group, re-scored by the victim for each of its queries
+        assert [p["qid"] for p in rec["pairs"]] == rec["qids"] and set(rec["details"]["per_query"]) == set(rec["qids"])
+        assert rec["perturbed_text"].startswith(rec["details"]["trigger"] + " ") and rec["changed"] == 2
+        assert rec["details"]["rank_objective"] == pytest.approx(sum(rec["details"]["per_query"].values()))

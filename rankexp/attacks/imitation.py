@@ -12,8 +12,9 @@ topic-oriented follow-up's summary of it; the choices below are ours where marke
 * **Queries.** ``n_queries`` queries drawn (seeded) from the *train* split, never the attacked
   queries (the paper uses queries other than the attacked ones); ``heldout`` further train queries
   measure fidelity. For each, the victim's top-``depth`` list of the query's first-stage
-  candidates is requested and paid for: ``depth`` (query, document) pairs are counted on the
-  victim per list (the black-box cost of one ranked list of that depth).
+  candidates (``eval.rerank_k`` of the configured first stage) is requested and paid for:
+  ``depth`` (query, document) pairs are counted on the victim per list (the black-box cost of one
+  ranked list of that depth; the engine's ranking of its candidates is not the attacker's cost).
 * **Pairs** (our reading of "pairwise imitation"): a document ranked in the victim's top
   ``pos_depth`` against one ranked ``pos_depth+1 .. depth`` of the same list,
   ``P_q = {(d_i, d_j): rank(d_i) <= pos_depth < rank(d_j) <= depth}``.
@@ -178,20 +179,30 @@ def settings(ctx, overrides: Mapping[str, Any]) -> dict[str, Any]:
     return s
 
 
+def _collection(ctx):
+    collection = getattr(ctx.victim, "collection", None)
+    if collection is None:
+        from rankexp.data.collection import load_collection
+
+        collection = load_collection(ctx.cfg.data)
+    return collection
+
+
 def training_queries(ctx, s: Mapping[str, Any]) -> list[str]:
     """Candidate training query ids: ``train_queries``, else the victim's ``train_queries``, else
-    the config's train split; attacked queries (``ctx.queries``) are always removed."""
+    the config's train split (the train command's split rule); attacked queries (``ctx.queries``)
+    are always removed."""
     qids = s.get("train_queries")
     if qids is None:
         qids = getattr(ctx.victim, "train_queries", None)
         if callable(qids):
             qids = qids()
     if qids is None:
-        from rankexp.data.collection import load_collection
-        from rankexp.data.splits import resolve_splits
+        from rankexp.pipeline.rerank import select_queries
 
-        collection = load_collection(ctx.cfg)
-        qids = resolve_splits(ctx.cfg.data, collection)[0]["train"]
+        if ctx.cfg is None:
+            raise ConfigError("imitation model: no training queries (give attack.imitation.train_queries)")
+        qids, _ = select_queries(_collection(ctx), ctx.cfg.data, "train")
     attacked = set(ctx.queries or ())
     qids = [str(q) for q in qids if str(q) not in attacked]
     if not qids:
@@ -199,16 +210,38 @@ def training_queries(ctx, s: Mapping[str, Any]) -> list[str]:
     return qids
 
 
-def victim_list(victim, qid: str, depth: int) -> dict[str, float]:
-    """The victim's top-``depth`` ranked list for ``qid`` (doc id -> victim score), paid for:
-    ``depth`` pairs are scored through :meth:`Victim.score_texts` with counting on."""
+def first_stage_candidates(ctx, qids: Sequence[str]) -> dict[str, list[str]]:
+    """The configured first stage's top ``eval.rerank_k`` for queries the victim was not built for
+    (the training queries): the documents the black-box search engine would rank."""
+    from rankexp.config.compose import build
+    from rankexp.pipeline.rerank import candidates_from
+    from rankexp.tracking.cache import Cache
+
+    if ctx.cfg is None:
+        raise ConfigError(f"imitation model: the victim has no candidates for training query {qids[0]!r} and there is no "
+                          f"config to retrieve them")
+    cache = ctx.cache if ctx.cache is not None else Cache(Path(ctx.cfg.paths.cache_dir))
+    top, _, _ = candidates_from(None, build(ctx.cfg.first_stage, "first_stage"), _collection(ctx), cache, list(qids),
+                                int(ctx.cfg.eval.rerank_k), {}, {})
+    return {q: list(top.get(q, {})) for q in qids}
+
+
+def victim_list(victim, qid: str, depth: int, pool: Sequence[str] | None = None) -> dict[str, float]:
+    """The victim's top-``depth`` ranked list for ``qid`` (doc id -> victim score). The ranking of
+    the candidates (``victim.candidates``, or ``pool`` scored without counting: the engine's own
+    work) is free; the list returned is paid for: its ``depth`` pairs are scored through
+    :meth:`Victim.score_texts` with counting on."""
     from rankexp.eval.trec_io import sort_ranking
 
-    ranked = [d for d, _ in sort_ranking({d: float(s) for d, s in victim.candidates(qid).items()})][:depth]
+    if pool is None:
+        scores = victim.candidates(qid)
+    else:
+        scores = dict(zip(pool, victim.score_texts(qid, [victim.doc_text(d) for d in pool], count=False)))
+    ranked = [d for d, _ in sort_ranking({d: float(x) for d, x in scores.items()})][:depth]
     if not ranked:
         return {}
-    scores = victim.score_texts(qid, [victim.doc_text(d) for d in ranked], count=True)
-    return {d: float(s) for d, s in zip(ranked, scores)}
+    paid = victim.score_texts(qid, [victim.doc_text(d) for d in ranked], count=True)
+    return {d: float(x) for d, x in zip(ranked, paid)}
 
 
 def ranking_pairs(ranked: Mapping[str, float], pos_depth: int) -> list[tuple[str, str]]:
@@ -283,7 +316,10 @@ def train_imitation(ctx, **overrides: Any):
         log.info("imitation model reused from %s", directory)
     else:
         used0 = int(getattr(ctx.victim, "queries_used", 0))
-        lists = {q: victim_list(ctx.victim, q, int(s["depth"])) for q in track(train_q + heldout, "imitation: victim rankings")}
+        asked = train_q + heldout
+        missing = [q for q in asked if not ctx.victim.candidates(q)]
+        pools = first_stage_candidates(ctx, missing) if missing else {}
+        lists = {q: victim_list(ctx.victim, q, int(s["depth"]), pools.get(q)) for q in track(asked, "imitation: victim rankings")}
         held_lists = {q: lists[q] for q in heldout if len(lists[q]) >= 2}
         before = fidelity_of(encoder, ctx.victim, held_lists) if held_lists else None
         pairs = [(q, hi, lo) for q in train_q for hi, lo in ranking_pairs(lists[q], int(s["pos_depth"]))]

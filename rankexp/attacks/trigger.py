@@ -68,7 +68,8 @@ def hotflip_candidates(grad: torch.Tensor, embedding: torch.Tensor, allowed: tor
     token's term ``-e_i . g`` is the same for every ``w``), best first; ``exclude`` ids skipped."""
     gain = embedding[allowed].float() @ grad.float()
     if exclude:
-        gain = gain.masked_fill(torch.isin(allowed, torch.as_tensor(list(exclude), dtype=allowed.dtype)), float("-inf"))
+        gain = gain.masked_fill(torch.isin(allowed, torch.as_tensor(list(exclude), dtype=allowed.dtype, device=allowed.device)),
+                                float("-inf"))
     top = torch.topk(gain, min(int(k), int(allowed.numel()))).indices
     return [int(allowed[i]) for i in top if torch.isfinite(gain[i])]
 
@@ -208,7 +209,8 @@ class TriggerAttack(Attack):
         prev_w, next_w = lm_words(before), lm_words(after)
         doc_ids = tokenize(enc, original)[: enc.max_length]
         emb = self._embedding()
-        doc_vec = emb[torch.as_tensor(doc_ids, dtype=torch.long)].float().mean(0) if doc_ids else torch.zeros(emb.shape[1])
+        doc_vec = (emb[torch.as_tensor(doc_ids, dtype=torch.long, device=emb.device)].float().mean(0) if doc_ids
+                   else torch.zeros(emb.shape[1], device=emb.device))
         return {"at": at, "prefix": tokenize(enc, before) if before.strip() else [], "suffix": tokenize(enc, after) if after.strip() else [],
                 "queries": queries, "prev": prev_w[-1] if prev_w else BOS, "next": next_w[0] if next_w else None, "doc_vec": doc_vec}
 
@@ -249,7 +251,7 @@ class TriggerAttack(Attack):
             s = torch.cat(scores)
             per_q[q] = (s, self._rank_term(s, info["anchor_scores"]))
         emb = self._embedding()
-        sem = self._semantic(emb[torch.as_tensor(triggers, dtype=torch.long)], prep).cpu()
+        sem = self._semantic(emb[torch.as_tensor(triggers, dtype=torch.long, device=emb.device)], prep).cpu()
         out = []
         for j, t in enumerate(triggers):
             rank = {q: float(r[j]) for q, (_, r) in per_q.items()}
@@ -333,7 +335,7 @@ class TriggerAttack(Attack):
             rank[q] = float(self._rank_term(torch.tensor([s]), info["anchor_scores"])[0])
         emb = self._embedding()
         flu = self._fluency(trig, prep)
-        sem = float(self._semantic(emb[torch.as_tensor(trig, dtype=torch.long)].unsqueeze(0), prep)[0])
+        sem = float(self._semantic(emb[torch.as_tensor(trig, dtype=torch.long, device=emb.device)].unsqueeze(0), prep)[0])
         rank_obj = self.combine(list(rank.values()))
         return trigger, text, {"objective": rank_obj + self.fluency_weight * flu + self.semantic_weight * sem,
                                "rank_objective": rank_obj, "per_query": rank, "fluency": flu, "semantic": sem,
