@@ -52,7 +52,7 @@ def attach(prep: Any, module: Any) -> Any:
     pool_run = BM25(k=max(1000, int(cet.depth))).retrieve(prep.collection, prep.cache,
                                                          queries={q: prep.collection.queries[q] for q in train})
     hidden = (prep.pooling or {}).get("hidden_docs") or {}
-    cet.bind(module.loss_fn, pool_run, hidden)
+    cet.bind(module.loss_fn, pool_run, hidden, module=module)  # selection=model copies module.encoder
     module.loss_fn = cet
     return cet
 
