@@ -53,18 +53,21 @@ def test_wordnet_missing_is_one_line(monkeypatch, tmp_path):
 
 
 # ------------------------------------------------------------------------------- embedding neighbours
-def crafted_neighbours(threshold=None):
-    vocab = {"[CLS]": 0, "##ing": 1, "car": 2, "auto": 3, "truck": 4, "the": 5, "banana": 6, "x1": 7}
+def crafted_neighbours(threshold=None, same_stem=True):
+    vocab = {"[CLS]": 0, "##ing": 1, "car": 2, "auto": 3, "truck": 4, "the": 5, "banana": 6, "x1": 7, "cars": 8}
     e = torch.tensor([[1.0, 0, 0], [1.0, 0, 0], [1.0, 0, 0], [0.9, 0.1, 0], [0.6, 0.8, 0], [1.0, 0, 0],
-                      [0.0, 0, 1.0], [1.0, 0, 0]])
-    return syn.EmbeddingNeighbours(e, vocab, threshold=threshold)
+                      [0.0, 0, 1.0], [1.0, 0, 0], [1.0, -0.05, 0]])
+    return syn.EmbeddingNeighbours(e, vocab, threshold=threshold, skip_same_stem=same_stem)
 
 
 def test_embedding_neighbours_on_a_crafted_matrix():
     nb = crafted_neighbours()
     # cos(car, auto) = 0.9/sqrt(0.82) = 0.9939, cos(car, truck) = 0.6, cos(car, banana) = 0; [CLS], ##ing,
-    # the (a stopword) and x1 (not alphabetic) point the same way as car but are never candidates
+    # the (a stopword), x1 (not alphabetic) and cars (car's own inflection) point the same way as car but are
+    # never candidates
     assert nb.candidates("car", 5) == ["auto", "truck", "banana"]
+    assert crafted_neighbours(same_stem=False).candidates("car", 2) == ["cars", "auto"]
+    assert syn.same_stem("stability", "instability") and syn.same_stem("stability", "stable") and not syn.same_stem("car", "truck")
     sims = dict(nb.neighbours("car"))
     assert sims["auto"] == pytest.approx(0.9 / math.sqrt(0.82), abs=1e-6) and sims["truck"] == pytest.approx(0.6, abs=1e-6)
     assert nb.candidates("Car", 2) == ["Auto", "Truck"]

@@ -12,6 +12,9 @@
   word-embedding matrix (the surrogate's, or all-MiniLM-L6-v2's): only whole-word vocabulary entries
   (alphabetic, no ``##`` continuation pieces, no special or ``[unused]`` tokens, no stopwords), an
   optional cosine threshold. A word that is not one whole-word vocabulary entry has no neighbours.
+  Raw embedding neighbours are mostly the word's own inflections and derivations (``car`` ->
+  ``cars``, ``computer`` -> ``computing``); with ``skip_same_stem`` (default) a neighbour that shares
+  the word's stem (its first ``max(3, len - 3)`` letters, either way round) is left out.
   PRADA draws its candidates from (counter-fitted) word embeddings in the same way: the neighbours
   of the word in an embedding space, above a similarity threshold.
 * :class:`SynonymUnion` — both: the sources' lists interleaved (first of each, second of each, ...),
@@ -60,6 +63,11 @@ def match_case(word: str, candidate: str) -> str:
     if word[:1].isupper():
         return candidate[:1].upper() + candidate[1:]
     return candidate
+
+
+def same_stem(a: str, b: str) -> bool:
+    """Whether ``a`` and ``b`` share a stem: either contains the other's first ``max(3, len - 3)`` letters."""
+    return a[: max(3, len(a) - 3)] in b or b[: max(3, len(b) - 3)] in a
 
 
 def _dedupe(words: Iterable[str], exclude: str, k: int) -> list[str]:
@@ -160,12 +168,13 @@ class EmbeddingNeighbours:
         vocab: token -> id (``tokenizer.get_vocab()``).
         threshold: keep neighbours whose cosine similarity is at least this (None: no threshold).
         max_candidates: at most this many candidates per word (None: no cap).
+        skip_same_stem: leave out neighbours that share the word's stem (inflections, derivations).
     """
 
     name = "embedding"
 
     def __init__(self, embeddings, vocab: dict[str, int], threshold: float | None = None,
-                 max_candidates: int | None = None):
+                 max_candidates: int | None = None, skip_same_stem: bool = True):
         import torch
 
         if threshold is not None and not -1.0 <= float(threshold) <= 1.0:
@@ -175,6 +184,7 @@ class EmbeddingNeighbours:
             raise ConfigError(f"EmbeddingNeighbours: embeddings must be a [vocab, dim] matrix, got shape {tuple(matrix.shape)}")
         self.threshold = None if threshold is None else float(threshold)
         self.max_candidates = None if max_candidates is None else int(max_candidates)
+        self.skip_same_stem = bool(skip_same_stem)
         self.vocab = {t: i for t, i in vocab.items() if 0 <= i < matrix.shape[0]}
         # the neighbours' pool: whole alphabetic words, no ## pieces / [CLS] / [unused0] / stopwords
         pool = sorted((t, i) for t, i in self.vocab.items() if _ALPHA.match(t) and not is_stopword(t))
@@ -220,6 +230,8 @@ class EmbeddingNeighbours:
         ranked = sorted(((t, s) for t, s in zip(self.pool_tokens, sims) if t.lower() != key), key=lambda x: (-x[1], x[0]))
         if self.threshold is not None:
             ranked = [(t, s) for t, s in ranked if s >= self.threshold]
+        if self.skip_same_stem:
+            ranked = [(t, s) for t, s in ranked if not same_stem(key, t.lower())]
         self._cache[key] = ranked[:256]  # no caller asks for more
         return self._cache[key]
 
