@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from conftest import fast_overrides
-from rankexp.debias.cet import CET, bucket_of, hidden_posterior, true_negative_weight
+from rankexp.debias.cet import CET, bucket_of, hidden_posterior, ipw_weight, pair_losses, true_negative_weight
 from rankexp.debias.diagnostics import precision_at, roc_auc
 from rankexp.errors import ConfigError
 from rankexp.losses.listwise import SoftmaxCELoss
@@ -125,6 +125,97 @@ def test_bad_settings_are_one_line_errors():
         CET(decay=0.0)
     with pytest.raises(ConfigError, match="min_weight"):
         CET(min_weight=1.5)
+
+
+# ------------------------------------------------------------- selection=model: the authors' released CET
+class _TableScorer(torch.nn.Module):
+    """A stand-in cross-encoder: the score of a pair is a learnable number per first token id."""
+
+    def __init__(self, values):
+        super().__init__()
+        self.table = torch.nn.Parameter(torch.tensor(values))
+
+    def forward(self, input_ids, attention_mask):
+        return self.table[input_ids[:, 0]]
+
+
+def _coupled(values, **kw):
+    from types import SimpleNamespace
+
+    cet = CET(selection="model", ratio=10.0, **kw)
+    cet.bind(SoftmaxCELoss(), {}, None, module=SimpleNamespace(encoder=_TableScorer(values), length_buckets=1))
+    b = batch([["p", "a", "b"]])
+    b.inputs = {"input_ids": torch.tensor([[0], [1], [2]]), "attention_mask": torch.ones(3, 1, dtype=torch.long)}
+    return cet, b
+
+
+def test_authors_weight_and_pair_loss_by_hand():
+    # (A1) 1 / (1 - sigmoid(x / rho)) = 1 + exp(x / rho): x = 0 -> 2, x = rho ln 3 -> 4; clipped at max_weight
+    x = torch.tensor([0.0, 10.0 * math.log(3.0)])
+    assert ipw_weight(x, 10.0).tolist() == pytest.approx([2.0, 4.0])
+    assert ipw_weight(x, 10.0, max_weight=3.0).tolist() == pytest.approx([2.0, 3.0])
+    assert 1.0 / (1.0 - torch.sigmoid(x / 10.0)) == pytest.approx(ipw_weight(x, 10.0), rel=1e-5)
+    # (A2) pairwise softmax CE: equal scores -> ln 2; negative ln 3 below -> ln(1 + 1/3)
+    got = pair_losses(torch.tensor([[1.0, 1.0, 1.0 - math.log(3.0)]]))
+    assert got[0].tolist() == pytest.approx([math.log(2.0), math.log(4.0 / 3.0)])
+
+
+def test_coupled_losses_by_hand_each_model_weighted_by_the_other():
+    ln3 = math.log(3.0)
+    cet, b = _coupled([0.0, 0.0, 10.0 * ln3])  # selection model o = (0, 0, 10 ln 3) -> relevance weights (2, 4)
+    f = torch.tensor([[2.0, 2.0, 2.0 - ln3]], requires_grad=True)  # relevance model
+    loss = cet(f, b)
+    w_s = [1.0 + math.exp(2.0 / 10.0), 1.0 + math.exp((2.0 - ln3) / 10.0)]  # selection weights from f
+    l_r = (2.0 * math.log(2.0) + 4.0 * math.log(4.0 / 3.0)) / 2.0
+    l_s = (w_s[0] * math.log(2.0) + w_s[1] * math.log(1.0 + 3.0 ** 10)) / 2.0
+    assert loss.item() == pytest.approx(l_r + l_s, rel=1e-5)
+    assert cet.last["debias/relevance_loss"] == pytest.approx(l_r, rel=1e-5)
+    loss.sum().backward()
+    # the weights carry no gradient: d/df1 = w_r1 * sigmoid(f1 - f0) / n = 2 * 0.5 / 2
+    assert f.grad[0, 1].item() == pytest.approx(0.5, rel=1e-5)
+    # and the selection model learns from its own weighted loss: d/do1 = w_s1 * 0.5 / 2
+    assert cet.selector.table.grad[1].item() == pytest.approx(w_s[0] * 0.25, rel=1e-5)
+
+
+def test_coupled_guard_warmup_and_checkpointed_selector():
+    cet, b = _coupled([0.0, 0.0, 10.0 * math.log(3.0)], max_weight=3.0, warmup_steps=1)
+    f = torch.tensor([[2.0, 2.0, 2.0]], requires_grad=True)
+    first = cet(f, b)  # warmup: both models unweighted: ln 2 each pair, both models
+    assert first.item() == pytest.approx(math.log(2.0) + (math.log(2.0) + math.log(1.0 + 3.0 ** 10)) / 2.0, rel=1e-5)
+    cet(f, b)
+    assert cet.last["debias/weight_max"] == pytest.approx(3.0)  # 4 clipped to 3
+    assert cet.last["debias/clipped_share"] == pytest.approx(0.25)  # 1 of 2 relevance weights, 0 of 2 selection ones
+    assert {"selector.table", "steps"} <= set(cet.state_dict())
+
+
+def test_selection_model_settings_are_one_line_errors():
+    from types import SimpleNamespace
+
+    with pytest.raises(ConfigError, match="needs loss=listwise, not loss=pointwise") as e:
+        CET(selection="model").bind(BCELoss(), {}, None, module=SimpleNamespace(encoder=_TableScorer([0.0])))
+    assert "\n" not in str(e.value)
+    with pytest.raises(ConfigError, match="selection='observer'"):
+        CET(selection="observer")
+    with pytest.raises(ConfigError, match="max_weight"):
+        CET(max_weight=0.5)
+
+
+@pytest.mark.parametrize("model", ["tiny", "tiny_bi"])
+def test_train_authors_cet_end_to_end(vaswani_slice, tmp_path, model):
+    from rankexp import api
+
+    cfg = api.compose(fast_overrides(vaswani_slice, tmp_path, model=model, debias="cet", **{
+        "debias.selection": "model", "trainer.max_steps": 2, "train.val_every_n_steps": 2,
+        "data.pooling": "{system: random, hide: 0.5, seed: 1}", "train.keep_last_checkpoint": True}))
+    res = api.train(cfg)
+    d = res.metrics["debias"]
+    assert d["method"] == "cet" and d["selection"] == "model" and "propensity" not in d and d["steps"] == 2
+    assert set(d["separation"]) == {"cet", "relevance"}
+    state = torch.load(res.path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
+    sel = {k for k in state if k.startswith("loss_fn.selector.")}
+    assert sel and {k.replace("loss_fn.selector.", "encoder.", 1) for k in sel} <= set(state)
+    # the selection model trained beside the relevance model (it started as its copy, with its own head)
+    assert model == "tiny_bi" or any(not torch.equal(state[k], state[k.replace("loss_fn.selector.", "encoder.", 1)]) for k in sel)
 
 
 def test_auc_and_precision_by_hand():

@@ -3,15 +3,52 @@
 Paper: Cai, Guo, Fan, Ai, Zhang, Cheng, "Hard Negatives or False Negatives: Correcting Pooling Bias
 in Training Neural Ranking Models", CIKM 2022, arXiv 2209.05072.
 
-**What could be verified from the paper's text here.** Only its abstract and introduction were
-readable in the stored copies available to this session (the method section was not). They state:
-judgments come from pools built by basic retrievers, so unlabeled documents ranked high by a stronger
-retriever are often unlabeled positives; the problem is learning from labels with pooling bias; CET
-"learns both a relevance model and a selection model simultaneously" to correct it. The equations
-below are therefore this implementation's formulation of that idea (the standard relevance x
-selection factorisation, fitted by alternating E/M steps), numbered (C1)-(C6) here, NOT the paper's
-numbering; the selection model's inputs, the update schedule and the defaults are choices, marked
-"choice" below. Check them against the paper's Section 4 before citing results as the paper's CET.
+**What could be verified, and from what.** The paper's own text beyond its abstract and introduction
+(Section 4, the method) was NOT readable in the stored copies available here (the raw-LaTeX SPIQA copy
+and the other copies in the search tool return only their opening part), so no equation of the
+paper, and no equation number, is quoted here. The abstract and introduction state: judgments come
+from pools built by basic retrievers, so unlabeled documents ranked high by a stronger retriever are
+often unlabeled positives; training is learning from labels with pooling bias; CET "learns both a
+relevance model and a selection model simultaneously", each correcting the other's training data.
+What the method does in detail was read from the AUTHORS' RELEASED CODE (github.com/caiyinqiong/
+Coupled_Estimation_Technique, ``modeling.py``, ``train.py``, ``ranker.sh``; read, not copied); that
+is ``selection=model`` below, equations labelled (A1)-(A3) by us. The first implementation, written
+before any of this was readable, is ``selection=buckets`` (the default, kept so that existing run ids
+and results stay what they were), equations (C1)-(C6), also labels of ours.
+
+**The authors' code (``selection=model``).** Two rankers of the same architecture, both started from
+the same pretrained weights (BERT-base cross-encoders there; here a copy of the run's encoder, cross-
+or bi-encoder): the relevance model f (the ranker that is evaluated) and the selection model o
+(their "Observer"), both scoring (query, document). Training instances are (query, positive,
+negative) pairs (their negatives: ANCE top-ranked, excluding the labelled positives). Per pair, with
+ρ = ``ratio`` (their ``debias_ratio``: 2.0 in ``train.py``, 10.0 in the released run script)::
+
+    w(x) = 1 / (1 - sigmoid(x / ρ)) = 1 + exp(x / ρ)                                          (A1)
+    ℓ(s+, s-) = -log( e^{s+} / (e^{s+} + e^{s-}) )        (softmax cross-entropy over the pair)  (A2)
+    L_R = w(o(q, d-)) · ℓ(f(q, d+), f(q, d-)),   L_S = w(f(q, d-)) · ℓ(o(q, d+), o(q, d-))      (A3)
+
+i.e. each model's loss on a pair is weighted by the inverse of the *other* model's probability that
+the unlabeled document is not selected (resp. not relevant); the weights carry no gradient. Schedule:
+every step, both weights are computed from the two models' current scores, then each model takes
+one gradient step on its weighted loss (same optimizer settings for both: AdamW, lr 3e-6, linear
+warmup 10,000 steps, weight decay 0.01, gradient-norm clip 1.0, batch 64 = 32 pairs, 1 epoch, query
+32 / passage 256 tokens, dropout 0.2 on the [CLS] head). No clipping of the weights.
+
+Where ``selection=model`` differs from that code, and why: (i) a group here has n negatives; each
+(positive, negative j) pair gets (A2)/(A3) and the group's loss is their mean over j (with n = 1
+exactly (A3)); ``loss=listwise`` is required (its temperature T divides both models' scores in A2;
+T = 1 is the authors' form). (ii) The weights come from the training-mode scores of this step
+(dropout on), not from a separate no-dropout forward pass, to save two forward passes. (iii) Guard:
+weights clipped to ``max_weight`` (default 100; the code has none: w grows as e^{x/ρ}), logged as
+``debias/clipped_share``. (iv) the selection model's scoring head (cross-encoder) is freshly initialised, as the authors'
+second model's classifier is (a bi-encoder has none: dropout alone separates the two). (v) Both models share the run's single optimizer and schedule (same
+settings, as in the code, but one gradient-norm clip over both instead of one each), so the selection
+model is checkpointed and resumed with the module. (vi) ``warmup_steps`` (ours) trains both with w = 1.
+The selection model costs one more encoder's memory and forward/backward time per step.
+
+**The first implementation (``selection=buckets``, default).** Not the authors' method: the selection
+model is a propensity per bucket of the BM25 rank, fitted by stochastic EM, and the relevance model's
+negatives get the posterior weights below. Kept for comparison and for existing results.
 
 **Model.** For a training query q and document d let r be true relevance, s whether d was selected
 into the judged pool, and y the observed label (judged relevant). A document is labeled relevant iff
@@ -74,6 +111,7 @@ objective: one-line ConfigError).
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, Mapping, Sequence
 
@@ -83,6 +121,7 @@ import torch.nn.functional as F
 from rankexp.errors import ConfigError
 
 SUPPORTED_LOSSES = ("listwise", "pointwise")
+SELECTIONS = ("buckets", "model")
 
 
 def bucket_of(rank: int | None, n_buckets: int) -> int:
@@ -103,6 +142,19 @@ def hidden_posterior(p_r: torch.Tensor, p_s: torch.Tensor) -> torch.Tensor:
     return p_r * (1.0 - p_s) / (1.0 - p_r * p_s).clamp_min(1e-6)
 
 
+def ipw_weight(other_scores: torch.Tensor, ratio: float, max_weight: float | None = None) -> torch.Tensor:
+    """(A1) ``1 / (1 - sigmoid(x / ratio)) = 1 + exp(x / ratio)``: the authors' weight of a (positive,
+    negative) pair from the *other* model's score x of the negative; clipped to ``max_weight`` (our guard)."""
+    w = 1.0 + torch.exp((other_scores / ratio).clamp(max=80.0))
+    return w if max_weight is None else w.clamp(max=float(max_weight))
+
+
+def pair_losses(scores: torch.Tensor, temperature: float = 1.0) -> torch.Tensor:
+    """(A2) the pairwise softmax cross-entropy of each (positive, negative j) pair of a group ``[B, n]``:
+    ``-log(e^{s+/T} / (e^{s+/T} + e^{s_j/T})) = softplus((s_j - s+) / T)``."""
+    return F.softplus((scores[:, 1:] - scores[:, :1]) / temperature)
+
+
 class CET(torch.nn.Module):
     """The corrected loss (C5) and the selection model (C6); wraps the run's ``loss``."""
 
@@ -111,17 +163,25 @@ class CET(torch.nn.Module):
 
     def __init__(self, depth: int = 1000, prior: float = 0.5, prior_count: float = 1.0, decay: float = 0.99,
                  min_propensity: float = 0.05, min_weight: float = 0.0, warmup_steps: int = 0,
-                 diagnostics_max: int = 200000):
+                 diagnostics_max: int = 200000, selection: str = "buckets", ratio: float = 10.0,
+                 max_weight: float | None = 100.0):
         super().__init__()
         checks = [(depth >= 1, "depth must be >= 1"), (0.0 < prior <= 1.0, "prior must be in (0, 1]"),
                   (prior_count > 0, "prior_count must be > 0"), (0.0 < decay <= 1.0, "decay must be in (0, 1]"),
                   (0.0 < min_propensity <= 1.0, "min_propensity must be in (0, 1]"),
-                  (0.0 <= min_weight <= 1.0, "min_weight must be in [0, 1]"), (warmup_steps >= 0, "warmup_steps must be >= 0")]
+                  (0.0 <= min_weight <= 1.0, "min_weight must be in [0, 1]"), (warmup_steps >= 0, "warmup_steps must be >= 0"),
+                  (selection in SELECTIONS, f"selection={selection!r}: expected one of {', '.join(SELECTIONS)}"),
+                  (float(ratio) > 0, "ratio must be > 0"),
+                  (max_weight is None or float(max_weight) >= 1.0, "max_weight must be >= 1 (or null: no clip)")]
         for ok, what in checks:
             if not ok:
                 raise ConfigError(f"debias (cet): {what}")
         self.depth, self.decay, self.warmup_steps = int(depth), float(decay), int(warmup_steps)
         self.min_propensity, self.min_weight = float(min_propensity), float(min_weight)
+        self.selection, self.ratio = str(selection), float(ratio)
+        self.max_weight = None if max_weight is None else float(max_weight)
+        self.selector: Any = None  # selection=model: a second ranker (a copy of the relevance model's encoder)
+        self.length_buckets, self.score_kind = 1, "cross"
         self.n_buckets = int(math.floor(math.log2(self.depth))) + 2
         # the selection model: expected counts per bucket (buffers: checkpointed, resumed)
         self.register_buffer("n_pos", torch.full((self.n_buckets,), float(prior) * float(prior_count)))
@@ -136,16 +196,35 @@ class CET(torch.nn.Module):
 
     # ------------------------------------------------------------------ wiring
     def bind(self, loss: Any, pool_run: Mapping[str, Mapping[str, float]] | None,
-             hidden: Mapping[str, Sequence[str]] | None = None) -> "CET":
+             hidden: Mapping[str, Sequence[str]] | None = None, module: Any = None) -> "CET":
         """Wrap ``loss`` (listwise or pointwise); ``pool_run``: the pooling retriever's run over the training
         queries (its ranks are the selection model's input); ``hidden``: the simulator's hidden positives
-        (diagnostics only: never used for training)."""
+        (diagnostics only: never used for training); ``module``: the relevance model's LightningModule
+        (``selection=model`` copies its encoder as the selection model, the authors' initialisation)."""
         from rankexp.eval.trec_io import sort_ranking
 
         name = getattr(loss, "name", type(loss).__name__)
         if name not in SUPPORTED_LOSSES:
             raise ConfigError(f"debias=cet corrects loss=listwise or loss=pointwise (weights on negatives); "
                               f"loss={name} cannot use them")
+        if self.selection == "model":
+            if name != "listwise":
+                raise ConfigError(f"debias.selection=model trains both models on (positive, negative) pairs with the "
+                                  f"softmax cross-entropy (the authors' loss); it needs loss=listwise, not loss={name}")
+            encoder = getattr(module, "encoder", None)
+            if encoder is None:
+                raise ConfigError("debias.selection=model needs the relevance model's encoder to copy")
+            # a submodule of the loss, so of the LightningModule: trained by its optimizer, checkpointed, resumed
+            self.selector = copy.deepcopy(encoder)
+            # its own freshly initialised scoring head, as the authors' selection model has (their two models share
+            # the pretrained encoder weights, not the head): without it two identical models on identical losses
+            # would stay identical. A bi-encoder has no head: dropout alone tells the two apart.
+            for m in (getattr(self.selector, "head", None) or torch.nn.Identity()).modules():
+                if hasattr(m, "reset_parameters"):
+                    m.reset_parameters()
+            self.selector.train()
+            self.length_buckets = int(getattr(module, "length_buckets", 1))
+            self.score_kind = "bi" if hasattr(encoder, "encode") else "cross"
         self.base = loss
         self.requires = frozenset(getattr(loss, "requires", ()) or ())
         self.ranks = {q: {d: i + 1 for i, (d, _) in enumerate(sort_ranking(run)[: self.depth])}
@@ -199,6 +278,8 @@ class CET(torch.nn.Module):
             raise ValueError(f"CET: scores must be [B, 1+negatives], got {tuple(scores.shape)}")
         if batch is None or not torch.is_grad_enabled():  # not a training step: the plain loss
             return self.base(scores, batch)
+        if self.selection == "model":
+            return self.coupled(scores, batch)
         buckets = self.buckets(batch.qids, batch.doc_ids)
         p_r, p_s, raw = self.estimates(scores, buckets)
         warm = int(self.steps) < self.warmup_steps
@@ -215,6 +296,47 @@ class CET(torch.nn.Module):
                      "debias/propensity_min": float(prop.min()),
                      **{f"debias/propensity_b{b}": float(prop[b]) for b in range(self.n_buckets)}}
         return loss
+
+    # ------------------------------------------------------------------ selection=model (the authors' code)
+    def selection_scores(self, batch: Any) -> torch.Tensor:
+        """The selection model's scores of the batch's groups ``[B, G]`` (with gradient), computed as the
+        relevance model computes its own (cross-encoder pairs, or bi-encoder query x document)."""
+        from rankexp.models.module import bucketed
+
+        b, g = len(batch.qids), len(batch.doc_ids[0])
+        sel = self.selector
+        if self.score_kind == "cross":
+            return bucketed(sel, batch.inputs, self.length_buckets).float().view(b, g)
+        q = bucketed(sel.encode, batch.queries, self.length_buckets, side="query")
+        d = bucketed(sel.encode, batch.docs, self.length_buckets, side="doc")
+        return (q.unsqueeze(1) * d.view(b, g, -1)).sum(-1).float() / sel.temperature
+
+    def coupled(self, scores: torch.Tensor, batch: Any) -> torch.Tensor:
+        """(A3) per group: the relevance model's pair losses weighted by the selection model's (A1) weights,
+        plus the selection model's pair losses weighted by the relevance model's; the weights carry no
+        gradient, so each loss trains one model (both step together, as in the authors' loop)."""
+        o = self.selection_scores(batch)
+        f = scores
+        warm = int(self.steps) < self.warmup_steps
+        w_raw_r = ipw_weight(o.detach()[:, 1:], self.ratio)  # the relevance model's, from the selection model
+        w_raw_s = ipw_weight(f.detach()[:, 1:], self.ratio)  # the selection model's, from the relevance model
+        cap = float("inf") if self.max_weight is None else self.max_weight
+        w_r = torch.ones_like(w_raw_r) if warm else w_raw_r.clamp(max=cap)
+        w_s = torch.ones_like(w_raw_s) if warm else w_raw_s.clamp(max=cap)
+        temp = float(getattr(self.base, "temperature", 1.0))
+        loss_r = (w_r.to(f) * pair_losses(f, temp)).mean(dim=1)
+        loss_s = (w_s.to(o) * pair_losses(o, temp)).mean(dim=1)
+        self.steps += 1
+        with torch.no_grad():
+            p_r = torch.sigmoid(f.detach()[:, 1:] - f.detach()[:, :1])
+            # diagnostics only: relevant (relevance model) and not selected (selection model)
+            post = torch.sigmoid(f.detach()[:, 1:] / self.ratio) * (1.0 - torch.sigmoid(o.detach()[:, 1:] / self.ratio))
+        self.record(batch, post, p_r)
+        self.last = {"debias/relevance_loss": float(loss_r.detach().mean()), "debias/selection_loss": float(loss_s.detach().mean()),
+                     "debias/weight_mean": float(w_r.mean()), "debias/weight_max": float(w_r.max()),
+                     "debias/selection_weight_mean": float(w_s.mean()),
+                     "debias/clipped_share": float(((w_raw_r > cap).float().mean() + (w_raw_s > cap).float().mean()) / 2)}
+        return loss_r + loss_s
 
     def log_dict(self) -> dict[str, float]:
         """The numerical guards' and the selection model's state after the last step (for the loggers)."""

@@ -4,7 +4,9 @@
   positives (``data.pooling``'s hidden set): how often a false negative was trained on.
 * Over the unlabeled documents seen in training steps (the training pool as
   mined; at most ``diagnostics_max`` of them), how well each estimate separates hidden positives from
-  true negatives: ``cet`` = the posterior P(r=1 | y=0) (C3), ``relevance`` = the relevance model's
+  true negatives: ``cet`` = the posterior P(r=1 | y=0) (C3) (with ``selection=model``: the coupled
+  estimate sigmoid(f/ρ)·(1 - sigmoid(o/ρ)), relevant by the relevance model and unselected by the
+  selection model, our choice for the diagnostics only), ``relevance`` = the relevance model's
   own p_r (with ``debias=none`` under ``data.pooling``, the naive model's, the only entry): ROC AUC (ties count one half) and precision at the top k by
   estimate, k = 10, 100 and the number of hidden positives seen (R-precision).
 """
@@ -69,7 +71,9 @@ def diagnostics(prep: Any, fitted: Any, module: Any) -> dict[str, Any] | None:
         out["seen"], out["seen_hidden"] = len(labels), sum(labels)
         out["separation"] = {"relevance": separation(labels, [s[1] for s in watched.seen])}
     if cet is not None:
-        out["propensity"] = [round(float(p), 6) for p in cet.propensity()]
+        out["selection"] = cet.selection  # buckets: our rank-bucket propensities; model: the authors' second ranker
+        if cet.selection == "buckets":
+            out["propensity"] = [round(float(p), 6) for p in cet.propensity()]
         out["steps"] = int(cet.steps)
         if cet.seen:
             labels = [s[0] for s in cet.seen]
