@@ -372,3 +372,36 @@ def test_the_attack_group_is_absent_for_train():
     assert "attack" not in cfg
     cfg = api.compose(["attack/runner@attack=default"])
     assert cfg.attack.targets.ranks == [51, 100] and cfg.attack.seed == 0 and cfg.attack.white_box is False
+
+
+class AppendTwo(AppendQuery):
+    """Append only the query's first two words (a weaker attack on the same targets)."""
+
+    name = "append_two"
+
+    def perturb(self, target, ctx):
+        p = super().perturb(target, ctx)
+        q = words(ctx.victim.query_text(target.qids[0]))[:2]
+        return Perturbation(join_words(words(p.original) + q), p.original, len(q), p.total_words)
+
+
+def test_compare_shows_attack_measures_seed_groups_and_paired_tests(vaswani_slice, tmp_path):
+    paths = {}
+    for seed in (0, 1):
+        for name, cls in (("AppendQuery", AppendQuery), ("AppendTwo", AppendTwo)):
+            r = api.attack("bm25", ovr(vaswani_slice, tmp_path, f"+attack._target_=tests.test_attack_core.{name}", f"attack.seed={seed}"),
+                           embed=bow_embed, attack_obj=cls())
+            paths[(name, seed)] = r
+    res = runner.invoke(app, ["compare", str(tmp_path / "attacks"), "-m", "success_rate avg_boost", "-f", "json"])
+    assert res.exit_code == 0, res.output
+    out = json.loads(res.output[res.output.index("{"):])
+    systems = {s["label"]: s for s in out["systems"]}
+    assert set(systems) == {"attack._target_=tests.test_attack_core.AppendQuery", "attack._target_=tests.test_attack_core.AppendTwo"}
+    full = systems["attack._target_=tests.test_attack_core.AppendQuery"]
+    assert sorted(full["seeds"]) == [0, 1]  # the target-sampling seeds form one system
+    boosts = [paths[("AppendQuery", s)].metrics["attack"]["avg_boost"] for s in (0, 1)]
+    assert full["measures"]["avg_boost"]["mean"] == pytest.approx(sum(boosts) / 2)
+    # the same targets for both attacks (same victim and seeds): paired per target
+    n_targets = len({k for s in (0, 1) for k in (json.loads(l)["key"] for l in
+                     (paths[("AppendQuery", s)].path / "results.jsonl").read_text().splitlines())})
+    assert out["n_queries"] == n_targets

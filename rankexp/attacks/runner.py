@@ -7,7 +7,8 @@ here and never passed to the constructor; every other key is.
 
 **Run directory** ``<output_dir>/attacks/<id>/`` (id: a hash of the victim's identity — BM25
 parameters or the model's weights —, the data, the candidates, ``eval.rerank_k``, the whole
-``cfg.attack`` and the attacked queries): ``config.yaml``, ``overrides.txt``, ``status`` (running /
+``cfg.attack`` and the attacked queries): ``config.yaml`` (the composed config plus ``victim: {spec, name, kind}``), ``overrides.txt`` (``victim=SPEC``
+first), ``status`` (running /
 complete / failed: reason, as a training run's), ``results.jsonl`` (one line per target,
 :mod:`rankexp.attacks.store`; a re-run continues), and at the end ``metrics.json`` and
 ``perquery.tsv`` (per-target values of each measure; the "queries" are target keys), both atomic.
@@ -178,8 +179,10 @@ def run_attack(cfg: DictConfig, victim_spec: str, overrides: Sequence[str] = (),
             rd.set_status("running")
             for name in ("metrics.json", "perquery.tsv") + (("results.jsonl",) if force else ()):
                 (rd.path / name).unlink(missing_ok=True)
-            write_text(rd.path / "config.yaml", OmegaConf.to_yaml(cfg, resolve=True))
-            write_text(rd.path / "overrides.txt", "".join(f"{o}\n" for o in overrides))
+            written = OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))
+            written.victim = {"spec": str(victim_spec), "name": victim.name, "kind": victim.kind}  # compare tells victims apart
+            write_text(rd.path / "config.yaml", OmegaConf.to_yaml(written))
+            write_text(rd.path / "overrides.txt", "".join(f"{o}\n" for o in [f"victim={victim_spec}", *overrides]))
             targets, skipped, grouping = select_targets(victim, attack, st, qids, embed)
             ctx = AttackContext(cfg=cfg, victim=victim, ranker=ranker if st["white_box"] else None, white_box=bool(st["white_box"]),
                                 seed=st["seed"], queries=list(qids), device=run_device(cfg),
@@ -230,7 +233,7 @@ def attack_metrics(attack, cfg, victim, st, qids, targets, skipped, grouping, fa
            "examples": [{"key": r["key"], **r["snippet"], "changed": r["changed"], "percent": round(r["percent"], 2),
                          "ranks": [[p["qid"], p["old_rank"], p["new_rank"]] for p in r["pairs"]]} for r in records[:3]]}
     # "model": the measures as `rankexp compare` reads a run's results (one system per attack run)
-    return {"attack": out, "model": {m: measures[m] for m in MEASURES if measures[m] is not None}}
+    return {"attack": out, "dataset": out["dataset"], "split": out["queries_label"], "model": {m: measures[m] for m in MEASURES if measures[m] is not None}}
 
 
 def write_outputs(rd, metrics: dict, records: Sequence[dict]) -> None:
