@@ -55,6 +55,8 @@ class StoredRun:
 
     @property
     def seed(self) -> Any:
+        if "attack" in self.metrics and self.config.get("attack") is not None:  # an attack run: its target-sampling seed
+            return self.config.attack.get("seed")
         return self.config.get("seed")
 
     @property

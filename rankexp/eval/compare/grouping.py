@@ -30,7 +30,7 @@ def flatten(obj: Any, prefix: str = "") -> dict[str, Any]:
 
 def ignored(key: str) -> bool:
     top = key.split(".", 1)[0]
-    return key == "seed" or top in RUN_ID_IGNORE
+    return key in ("seed", "attack.seed") or top in RUN_ID_IGNORE  # attack.seed: an attack run's target-sampling seed
 
 
 def config_identity(run: StoredRun) -> dict[str, Any]:
