@@ -266,3 +266,35 @@ def test_bm25_victim_without_synonyms_is_certified_trivially_and_ranks_as_the_vi
     for r in res.results:
         assert r.smoothed == {d: pytest.approx(sigmoid(s / 5)) for d, s in r.plain.items()}
     assert m["smoothed"] == m["victim_plain"]  # sigmoid keeps the order: the same ranking, the same measures
+
+
+def test_budget_delta_by_hand_and_against_exact_tv(sets, tmp_path):
+    # q(a) = 2/3, q(b) = 1/3, q(c) = 1 (see above); "a b c" with at most r substituted words
+    one = PerturbationSets(sets.source, 10, False, budget=1)
+    two = PerturbationSets(sets.source, 10, False, budget="50%")  # ceil(0.5 * 3) = 2 words
+    assert one.delta("a b c") == pytest.approx(1 - 1 / 3) and two.delta("a b c") == pytest.approx(1 - (1 / 3) * (2 / 3))
+    base = _dist(one, "a b c")
+    for attacked in itertools.product(*[(w, *one.attack_set(w)) for w in "a b c".split()]):
+        changed = sum(x != y for x, y in zip(attacked, "a b c".split()))
+        other = _dist(one, " ".join(attacked))
+        tv = 0.5 * sum(abs(base.get(t, 0) - other.get(t, 0)) for t in set(base) | set(other))
+        if changed <= 1:
+            assert tv <= one.delta("a b c") + 1e-12
+        if changed <= 2:
+            assert tv <= two.delta("a b c") + 1e-12
+    for bad in (0, "0%", "150%", "x"):
+        with pytest.raises(ConfigError, match="certify.budget"):
+            PerturbationSets(sets.source, 10, budget=bad)
+
+
+def test_reach_sets_share_a_cluster(tmp_path):
+    # S(a) = [b], S(b) = [c], S(c) = [a]: one cluster {a, b, c}; S(d) = [e], S(e) = [] (e is a dead end)
+    src = table(tmp_path, {"a": "b", "b": "c", "c": "a", "d": "e"})
+    reach = PerturbationSets(src, 10, False, random_set="reach")
+    assert set(reach.random_set("a")) == set(reach.random_set("b")) == {"a", "b", "c"} and reach.random_set("a")[0] == "a"
+    assert reach.overlap("a") == 1.0 and reach.delta("a b c") == 0.0 and reach.attackable("a b c")
+    assert reach.random_set("d") == ("d", "e") and reach.random_set("e") == ("e",) and reach.overlap("d") == pytest.approx(1 / 2)
+    plain = PerturbationSets(src, 10, False, random_set="synonyms")  # T(a) = {a, b}, T(b) = {b, c}: q(a) = 1/2
+    assert plain.overlap("a") == pytest.approx(1 / 2)
+    capped = PerturbationSets(src, 10, False, random_set="reach", random_set_size=2)
+    assert capped.random_set("a") == ("a", "b") and capped.overlap("a") == pytest.approx(1 / 2)

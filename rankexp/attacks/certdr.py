@@ -63,8 +63,19 @@ rankexp's choices
 -----------------
 * Perturbation set S(w): the first ``synonyms_k`` candidates of a synonym source (WordNet by
   default, the source the attacks use; or a TSV table) for alphabetic words; stopwords are never
-  substituted (as rankexp's attacks), so S(stopword) is empty. T(w) = [w] + S(w) (SAFER builds T
-  from clusters of a counter-fitted embedding graph; with WordNet there are no such clusters).
+  substituted (as rankexp's attacks), so S(stopword) is empty.
+* Random-substitution set T(w) (``random_set``). SAFER (and the released CertDR tables) take the
+  connected components of the synonym graph of a counter-fitted embedding: a component of at most M
+  words is T for each of its words (so q(w) = 1 inside it), a larger one gives each word its M
+  nearest. rankexp's ``reach`` is the same idea on the synonym source's graph: T(w) = the words
+  reachable from w through S, breadth first, at most M = ``random_set_size`` (100, as the released
+  tables); ``synonyms`` is T(w) = [w] + S(w). Any T is sound: q(w) in (2) is computed exactly from
+  the sets; T only decides how tight Delta is.
+* Attack budget (``budget``). The released procedure sorts the per-word factors of (2) before the
+  product (the hook for a budget). If an attack substitutes at most r words, the positions it leaves
+  unchanged have identical distributions, so Delta_d(r) = 1 - (product of the r smallest q(w_j)).
+  ``budget: null`` (any number of words, the default) is Definition 1 as stated; ``r`` or ``"p%"``
+  (ceil(p/100 * |d|) words, as the attacks' percentage budgets) certify against budgeted attacks.
 * The overlap in (2) divides by max(|T(w)|, |T(w')|), the exact overlap of two uniform
   distributions; the released code divides by |T(w)|, which overstates it when |T(w')| > |T(w)|.
 * A document none of whose words has a synonym is drawn without randomness: its ĝ is exact (its
@@ -105,6 +116,9 @@ class CertifySettings:
     ks: tuple[int, ...] = (10, 20)  # certify top-K for each K
     synonyms: str = "wordnet"  # wordnet | a TSV file (word<TAB>synonym synonym ...)
     synonyms_k: int = 10  # |S(w)|: at most this many synonyms per word
+    random_set: str = "reach"  # T(w): reach (SAFER-like clusters) | synonyms ([w] + S(w))
+    random_set_size: int = 100  # at most this many words in T(w) (SAFER's perturbation_constraint)
+    budget: Any = None  # the attacker substitutes at most: null (any number) | r words | "p%" of the words
     skip_stopwords: bool = True
     depth: int = 100  # candidates per query (the first stage's top depth)
     max_queries: int | None = None  # the first n selected queries (None: all)
@@ -141,6 +155,11 @@ class CertifySettings:
             bad("ks", "a list of integers >= 1", list(self.ks))
         if self.synonyms_k < 1:
             bad("synonyms_k", "an integer >= 1", self.synonyms_k)
+        if self.random_set not in ("reach", "synonyms"):
+            bad("random_set", "reach or synonyms", self.random_set)
+        if self.random_set_size < 2:
+            bad("random_set_size", "an integer >= 2", self.random_set_size)
+        parse_budget(self.budget)
         if self.depth < 2:
             bad("depth", "an integer >= 2", self.depth)
         if self.max_queries is not None and int(self.max_queries) < 1:
@@ -196,9 +215,13 @@ def synonym_source(spec: str):
 class PerturbationSets:
     """S(w) (what an attack may substitute), T(w) = [w] + S(w) (the random substitution), q(w), Delta_d."""
 
-    def __init__(self, source, k: int, skip_stopwords: bool = True):
+    def __init__(self, source, k: int, skip_stopwords: bool = True, random_set: str = "synonyms", random_set_size: int = 100,
+                 budget: int | str | None = None):
         self.source, self.k, self.skip_stopwords = source, int(k), skip_stopwords
+        self.mode, self.size = random_set, int(random_set_size)
+        self.budget = parse_budget(budget)
         self._s: dict[str, tuple[str, ...]] = {}
+        self._t: dict[str, tuple[str, ...]] = {}
         self._q: dict[str, float] = {}
 
     def attack_set(self, key: str) -> tuple[str, ...]:
@@ -216,7 +239,22 @@ class PerturbationSets:
         return self._s[key]
 
     def random_set(self, key: str) -> tuple[str, ...]:
-        return (key, *self.attack_set(key))
+        """T(w): ``synonyms``: [w] + S(w); ``reach``: the words reachable from w through S (breadth
+        first, w first), at most ``random_set_size`` of them (SAFER's cluster sets, with the synonym
+        graph's reachability for its embedding components: words of one small cluster share T, q = 1)."""
+        if key not in self._t:
+            if self.mode == "synonyms" or not self.attack_set(key):
+                self._t[key] = (key, *self.attack_set(key))
+            else:
+                order, seen, i = [key], {key}, 0
+                while i < len(order) and len(order) < self.size:
+                    for nb in self.attack_set(order[i]):
+                        if nb not in seen:
+                            seen.add(nb)
+                            order.append(nb)
+                    i += 1
+                self._t[key] = tuple(order[: self.size])
+        return self._t[key]
 
     def overlap(self, key: str) -> float:
         """q(w) of (2)."""
@@ -231,10 +269,10 @@ class PerturbationSets:
 
     def delta(self, text: str) -> float:
         """Delta_d of (2): an upper bound on TV(Pi_d, Pi_d') over every attacked d' of d."""
-        prod = 1.0
-        for w in words(text):
-            prod *= self.overlap(split_word(w)[1].lower())
-        return max(0.0, 1.0 - prod)
+        qs = sorted(self.overlap(split_word(w)[1].lower()) for w in words(text))
+        if self.budget is not None:  # at most r words substituted: the r smallest q(w) bound the TV
+            qs = qs[: self.budget(len(qs))]
+        return max(0.0, 1.0 - math.prod(qs))
 
     def attackable(self, text: str) -> bool:
         return any(self.attack_set(split_word(w)[1].lower()) for w in words(text))
@@ -257,6 +295,25 @@ class PerturbationSets:
                 ws.append(w if pick == core.lower() else pre + _match_case(core, pick) + post)
             out.append(join_words(ws))
         return out
+
+
+def parse_budget(budget: int | str | None) -> Callable[[int], int] | None:
+    """``None`` (any number of words), ``r`` (at most r words) or ``"p%"`` (at most ceil(p/100 * words))."""
+    if budget is None:
+        return None
+    text = str(budget).strip()
+    try:
+        if text.endswith("%"):
+            p = float(text[:-1])
+            if not 0 < p <= 100:
+                raise ValueError
+            return lambda n: math.ceil(p / 100.0 * n - 1e-9)
+        r = int(text)
+        if r < 1:
+            raise ValueError
+        return lambda n: r
+    except ValueError:
+        raise ConfigError(f"certify.budget must be null, a number of words >= 1 or a percentage in (0, 100]%, got {budget!r}") from None
 
 
 def split_word(w: str) -> tuple[str, str, str]:
@@ -481,7 +538,8 @@ def run_certify(victim: str | Path, overrides: Sequence[str] = (), *, cfg=None, 
     t0 = time.perf_counter()
     base = cfg if cfg is not None else compose(list(overrides))
     settings = CertifySettings.from_node(OmegaConf.to_container(base.certify, resolve=True) if base.get("certify") else None)
-    sets = PerturbationSets(synonym_source(settings.synonyms), settings.synonyms_k, settings.skip_stopwords)
+    sets = PerturbationSets(synonym_source(settings.synonyms), settings.synonyms_k, settings.skip_stopwords,
+                            settings.random_set, settings.random_set_size, settings.budget)
     vic, cfg = load_certify_victim(victim, base, overrides, settings.depth, queries)
     qids = vic.qids[: settings.max_queries] if settings.max_queries else list(vic.qids)
     cont = to_container(cfg)
