@@ -358,6 +358,32 @@ def test_attack_with_wordnet_and_a_random_tiny_surrogate(tokenizer, wordnet):
     p = attack.perturb(Target("t", ("q1",), {"q1": 2}), ctx)
     assert p.changed == 3  # each car finds a rewarded WordNet synonym within 10 checks
     check_invariants(p, victim, wordnet)
+    # both sources: WordNet and the surrogate's own input embeddings, interleaved
+    both = WordSubstitution(budget=0.2, candidates=4, synonyms="both", embedding_threshold=-1.0)
+    assert both.setup(ctx)["synonyms"] == "wordnet+embedding"
+    emb = syn.EmbeddingNeighbours.from_encoder(enc, threshold=-1.0)
+    got = both.source.candidates("car", 4)
+    assert got[0] == "auto" and got[1] == emb.candidates("car", 1)[0] and len(got) == 4
+
+
+def test_surrogate_imitation_uses_the_imitation_model(tokenizer, monkeypatch):
+    import rankexp.attacks.imitation as imitation
+
+    calls = []
+
+    def fake_train(ctx):
+        calls.append(ctx)
+        return SimpleNamespace(encoder=surrogate_model(tokenizer), description="imitation", facts={"fidelity": {"rbo": 0.5}})
+
+    monkeypatch.setattr(imitation, "train_imitation", fake_train)
+    victim = CountingVictim({"t": DOC}, {"q1": "cheap vehicles"}, {"d1": 3.0})
+    ctx = context(victim, tokenizer, white_box=False, ranker=None)  # black box: no victim model at all
+    attack = WordSubstitution(budget=0.2, candidates=5, surrogate="imitation", source=MapSource(SOURCE))
+    facts = attack.setup(ctx)
+    assert calls == [ctx] and facts["surrogate"] == "imitation" and facts["imitation"] == {"fidelity": {"rbo": 0.5}}
+    p = attack.perturb(Target("t", ("q1",), {"q1": 2}), ctx)
+    assert p.changed == 3 and p.details["surrogate"] == "imitation"
+    check_invariants(p, victim, MapSource(SOURCE))
 
 
 @pytest.mark.parametrize("bad", [dict(budget=0), dict(budget=1.5), dict(budget=-0.1), dict(budget="ten"),
