@@ -84,7 +84,7 @@ def test_imitation_training_raises_fidelity_counts_queries_and_is_reused(tmp_pat
 
     victim = WordVictim()
     ctx = context(victim, tmp_path)
-    kw = {"model": TINY, "n_queries": 6, "heldout": 2, "depth": 20, "pos_depth": 5, "steps": 150, "lr": 1e-3}
+    kw = {"model": TINY, "n_queries": 6, "heldout": 2, "depth": 20, "pos_depth": 5, "steps": 60, "lr": 1e-3}
     ranker = train_imitation(ctx, **kw)
     facts = ranker.facts
     assert victim.queries_used == (6 + 2) * 20 == facts["victim_queries"]
@@ -208,7 +208,7 @@ def _recompute(attack, encoder, victim, doc_id, text, trigger, qids, anchors, pr
     return per_q, flu, sem
 
 
-@pytest.mark.parametrize("position", ["start", 2])
+@pytest.mark.parametrize("position", ["start", 2, "end"])
 def test_trigger_within_budget_inserted_where_configured_and_objective_equals_rescoring(tiny_encoder, position):
     from rankexp.attacks.trigger import TriggerAttack
 
@@ -222,14 +222,17 @@ def test_trigger_within_budget_inserted_where_configured_and_objective_equals_re
     trig = p.details["trigger"].split()
     assert len(trig) == 3 == p.changed and p.total_words == len(words(original))
     ow = words(original)
-    at = 0 if position == "start" else 2
+    at = {"start": 0, 2: 2, "end": len(ow)}[position]
     assert words(p.text) == ow[:at] + trig + ow[at:]
     if position == "start":
         assert p.text == p.details["trigger"] + " " + original
+    if position == "end":
+        assert p.text == original + " " + p.details["trigger"]
     assert p.victim_queries == 0 and victim.queries_used == 0
     prev = "<s>" if at == 0 else lm_words(ow[at - 1])[-1]
+    nxt = lm_words(ow[at])[0] if at < len(ow) else None
     per_q, flu, sem = _recompute(attack, tiny_encoder, victim, "d3", p.text, p.details["trigger"], ["q9"], p.details["anchors"],
-                                 prev, lm_words(ow[at])[0])
+                                 prev, nxt)
     assert p.details["per_query"]["q9"] == pytest.approx(per_q["q9"], abs=1e-5)
     assert p.details["fluency"] == pytest.approx(flu) and p.details["semantic"] == pytest.approx(sem, abs=1e-5)
     expected = per_q["q9"] + attack.fluency_weight * flu + attack.semantic_weight * sem
@@ -271,6 +274,22 @@ def test_bad_options_are_config_errors():
             TriggerAttack(**kw)
     with pytest.raises(ConfigError, match="aggregate"):
         TopicAttack(aggregate="max")
+
+
+def test_white_box_needs_a_cross_encoder_and_insert_keeps_the_text():
+    from types import SimpleNamespace
+
+    from rankexp.attacks.trigger import TriggerAttack, insert, insertion_point
+
+    ctx = context(WordVictim(), ranker=SimpleNamespace(encoder=SimpleNamespace(kind="bi")))
+    with pytest.raises(ConfigError, match="white_box=false"):
+        TriggerAttack().setup(ctx)
+    text = "Alpha  beta,\ngamma"
+    assert insert(text, "x y", insertion_point(text, "start")) == "x y Alpha  beta,\ngamma"
+    assert insert(text, "x y", insertion_point(text, 1)) == "Alpha  x y beta,\ngamma"
+    assert insert(text, "x y", insertion_point(text, 2)) == "Alpha  beta,\nx y gamma"
+    assert insert(text, "x y", insertion_point(text, 9)) == insert(text, "x y", insertion_point(text, "end")) == text + " x y"
+    assert insert("", "x", insertion_point("", "start")) == "x"
 
 
 # ---------------------------------------------------------------------------------------------
@@ -360,3 +379,16 @@ def test_topic_end_to_end_one_text_per_group(vaswani_slice, tmp_path):
         assert [p["qid"] for p in rec["pairs"]] == rec["qids"] and set(rec["details"]["per_query"]) == set(rec["qids"])
         assert rec["perturbed_text"].startswith(rec["details"]["trigger"] + " ") and rec["changed"] == 2
         assert rec["details"]["rank_objective"] == pytest.approx(sum(rec["details"]["per_query"].values()))
+
+
+@pytest.mark.slow
+def test_pat_with_the_real_minilm_imitation_model_on_bm25(vaswani_slice, tmp_path):
+    """The default encoder (all-MiniLM-L6-v2, fresh head) as the imitation model, a few steps."""
+    from rankexp.attacks.trigger import TriggerAttack
+
+    imit = {"n_queries": 3, "heldout": 1, "depth": 8, "pos_depth": 2, "steps": 4, "batch_pairs": 4,
+            "model": {"name": "all-MiniLM-L6-v2", "max_length": 128, "max_query_length": 24, "dropout": 0.0}}
+    r = _e2e(vaswani_slice, tmp_path, TriggerAttack(budget=3, beam=2, topk=3, imitation=imit), "pat", "attack.max_queries=1")
+    a = r.metrics["attack"]
+    assert a["setup"]["imitation"]["victim_queries"] == 4 * 8 and a["targets"] == 1
+    assert a["perturbation_pct"] > 0

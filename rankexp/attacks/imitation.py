@@ -261,7 +261,8 @@ def fidelity_of(encoder, victim, lists: Mapping[str, Mapping[str, float]]) -> di
         scores = score_texts(encoder, [victim.query_text(q)] * len(ids), [victim.doc_text(d) for d in ids])
         student[q] = dict(zip(ids, scores))
     f = fidelity(student, lists, list(lists), k=10)
-    return {"queries": f["queries"], **{m: f["mean"].get(m) for m in ("top10_overlap", "rbo", "kendall_tau")}}
+    return {"queries": f["queries"], **{m: None if f["mean"].get(m) is None else float(f["mean"][m])
+                                        for m in ("top10_overlap", "rbo", "kendall_tau")}}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -170,6 +170,10 @@ class TriggerAttack(Attack):
 
         facts: dict[str, Any] = {}
         if ctx.white_box and ctx.ranker is not None:
+            if getattr(ctx.ranker.encoder, "kind", "cross") != "cross":
+                raise ConfigError(f"attack={self.name} white-box needs a cross-encoder victim (this one is a "
+                                  f"{getattr(ctx.ranker.encoder, 'kind', '?')}-encoder); set attack.white_box=false to attack "
+                                  f"it through the imitation model")
             self.encoder, facts["surrogate"] = ctx.ranker.encoder, "victim (white box)"
         else:
             from rankexp.attacks.imitation import train_imitation
@@ -206,12 +210,17 @@ class TriggerAttack(Attack):
             qt = ctx.victim.query_text(q)
             a_scores = score_texts(enc, [qt] * len(anchors), [ctx.victim.doc_text(a) for a in anchors]) if anchors else []
             queries[q] = {"text": qt, "ids": tokenize(enc, qt), "anchors": anchors, "anchor_scores": torch.tensor(a_scores)}
+        prefix = tokenize(enc, before) if before.strip() else []
+        room = min(enc.max_length - min(len(i["ids"]), enc.max_query_length) - 3 for i in queries.values()) if queries else enc.max_length
+        if len(prefix) + self.budget > room:
+            log.warning("attack=%s: the trigger at position %r of %s lies (partly) beyond the model's max_length; "
+                        "the truncated part cannot change the score (use position=start)", self.name, self.position, target.doc_id)
         prev_w, next_w = lm_words(before), lm_words(after)
         doc_ids = tokenize(enc, original)[: enc.max_length]
         emb = self._embedding()
         doc_vec = (emb[torch.as_tensor(doc_ids, dtype=torch.long, device=emb.device)].float().mean(0) if doc_ids
                    else torch.zeros(emb.shape[1], device=emb.device))
-        return {"at": at, "prefix": tokenize(enc, before) if before.strip() else [], "suffix": tokenize(enc, after) if after.strip() else [],
+        return {"at": at, "prefix": prefix, "suffix": tokenize(enc, after) if after.strip() else [],
                 "queries": queries, "prev": prev_w[-1] if prev_w else BOS, "next": next_w[0] if next_w else None, "doc_vec": doc_vec}
 
     def _embedding(self) -> torch.Tensor:
