@@ -103,7 +103,8 @@ selection model is not updated: an untrained relevance model's posteriors are no
 ``1 - p_r p_s`` floored at 1e-6; w clipped to ``[min_weight, 1]``. ``debias/clipped_share`` is the
 share of weights the clip changed; ``debias/weight_mean``, ``debias/propensity_b<k>`` the rest.
 
-Works with ``loss=listwise`` and ``loss=pointwise`` (any other loss is a one-line ConfigError), with the
+Works with ``loss=listwise`` and ``loss=pointwise`` (``selection=model``: listwise only; any other loss is a
+one-line ConfigError), with the
 cross-encoder and the bi-encoder (each group's own documents; in-batch negatives are not weighted, so
 CET turns them off), and with every static negative sampler (a dynamic one, ADORE, trains with its own
 objective: one-line ConfigError).

@@ -9,6 +9,9 @@
   selection model, our choice for the diagnostics only), ``relevance`` = the relevance model's
   own p_r (with ``debias=none`` under ``data.pooling``, the naive model's, the only entry): ROC AUC (ties count one half) and precision at the top k by
   estimate, k = 10, 100 and the number of hidden positives seen (R-precision).
+
+The seen estimates are kept in memory, not checkpointed: a run resumed after an interruption reports
+the separation over the steps after the resume only (training itself resumes exactly).
 """
 
 from __future__ import annotations
