@@ -40,10 +40,11 @@ exactly (A3)); ``loss=listwise`` is required (its temperature T divides both mod
 T = 1 is the authors' form). (ii) The weights come from the training-mode scores of this step
 (dropout on), not from a separate no-dropout forward pass, to save two forward passes. (iii) Guard:
 weights clipped to ``max_weight`` (default 100; the code has none: w grows as e^{x/ρ}), logged as
-``debias/clipped_share``. (iv) the selection model's scoring head (cross-encoder) is freshly initialised, as the authors'
-second model's classifier is (a bi-encoder has none: dropout alone separates the two). (v) Both models share the run's single optimizer and schedule (same
-settings, as in the code, but one gradient-norm clip over both instead of one each), so the selection
-model is checkpointed and resumed with the module. (vi) ``warmup_steps`` (ours) trains both with w = 1.
+``debias/clipped_share``. (iv) The selection model's scoring head (cross-encoder) is freshly
+initialised, as the authors' second model's classifier is (a bi-encoder has none: dropout alone
+separates the two). (v) Both models share the run's single optimizer and schedule (same settings for
+both, as in the code; the run's gradient clipping, if any, is over both models together instead of
+one clip each), so the selection model is checkpointed and resumed with the module. (vi) ``warmup_steps`` (ours) trains both with w = 1.
 The selection model costs one more encoder's memory and forward/backward time per step.
 
 **The first implementation (``selection=buckets``, default).** Not the authors' method: the selection
