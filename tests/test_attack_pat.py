@@ -104,6 +104,29 @@ def test_imitation_training_raises_fidelity_counts_queries_and_is_reused(tmp_pat
     assert score_texts(again.encoder, [x[0]], [x[1]]) == pytest.approx(score_texts(ranker.encoder, [x[0]], [x[1]]), abs=1e-5)
 
 
+def test_imitation_model_is_reused_from_the_cache_across_runs(tmp_path):
+    from rankexp.attacks.imitation import score_texts, train_imitation
+    from rankexp.tracking.cache import Cache
+
+    class Identified(WordVictim):
+        def identity(self):
+            return {"crafted": "word-victim"}
+
+    kw = {"model": TINY, "n_queries": 3, "heldout": 1, "depth": 10, "pos_depth": 3, "steps": 5, "lr": 1e-3}
+    runs = []
+    for i in range(2):
+        victim = Identified()
+        ctx = context(victim, tmp_path / f"run{i}")
+        ctx.cache = Cache(tmp_path / "cache")
+        runs.append((train_imitation(ctx, **kw), victim))
+    (first, v1), (second, v2) = runs
+    assert v1.queries_used == 40 and not first.facts["reused"]
+    assert v2.queries_used == 0 and second.facts["reused"] and second.facts["victim_queries"] == 40
+    assert (tmp_path / "run1" / "imitation").exists()  # copied into the second run's own directory
+    pair = (["river flood"], ["water water flood bank"])
+    assert score_texts(second.encoder, *pair) == pytest.approx(score_texts(first.encoder, *pair), abs=1e-5)
+
+
 def test_imitation_never_trains_on_attacked_queries_and_rejects_bad_settings(tmp_path):
     from rankexp.attacks.imitation import settings, training_queries
 

@@ -28,11 +28,11 @@ topic-oriented follow-up's summary of it; the choices below are ours where marke
 * **Fidelity** on the held-out queries' lists (:mod:`rankexp.eval.fidelity`): top-10 overlap, RBO
   (p = 0.9) and Kendall's τ between imitation and victim scores, for the trained model and for the
   same model before training (so a reader sees what training bought).
-* **Caching.** The trained weights and facts go to ``ctx.state_dir/imitation/<key>/`` (a resumed
-  attack run does not retrain); within a process the result is kept on ``ctx`` (a second call,
-  e.g. from the word-substitution attack with ``surrogate=imitation``, returns the same model).
-  ``key`` hashes the victim's name and kind, the query ids and every setting. The cross-run cache
-  (``ctx.cache``) is not used yet.
+* **Caching.** Within a process the result is kept on ``ctx`` (a second call, e.g. from the
+  word-substitution attack with ``surrogate=imitation``, returns the same model); the trained
+  weights and facts go to ``ctx.state_dir/imitation/<key>/`` (a resumed attack run does not
+  retrain) and to the cache entry ``imitation/<hash>`` (another attack run on the same victim, data
+  and settings does not retrain either), see :func:`train_imitation`.
 
 Settings come from keyword arguments, else ``cfg.attack.imitation`` (if the attack's config has
 that node), else :data:`DEFAULTS`.
@@ -286,15 +286,73 @@ def _save(directory: Path, encoder, facts: dict[str, Any]) -> None:
     write_json(directory / "facts.json", facts)
 
 
+def _victim_identity(victim) -> Any:
+    """What makes the victim this victim (its weights' hash, BM25 parameters + collection), or
+    None when it cannot say (then the cross-run cache is not used)."""
+    ident = getattr(victim, "identity", None)
+    if not callable(ident):
+        return None
+    try:
+        value = ident()
+    except NotImplementedError:
+        return None
+    collection = getattr(victim, "collection", None)
+    return {"victim": value, "collection": getattr(collection, "fingerprint", None)}
+
+
+def _train(ctx, s: Mapping[str, Any], encoder, train_q: list[str], heldout: list[str], rng: random.Random, key: str) -> dict[str, Any]:
+    """Query the victim, train ``encoder`` in place with (im-1), report fidelity; returns the facts."""
+    from rankexp.utils.progress import track
+
+    used0 = int(getattr(ctx.victim, "queries_used", 0))
+    asked = train_q + heldout
+    missing = [q for q in asked if not ctx.victim.candidates(q)]
+    pools = first_stage_candidates(ctx, missing) if missing else {}
+    lists = {q: victim_list(ctx.victim, q, int(s["depth"]), pools.get(q)) for q in track(asked, "imitation: victim rankings")}
+    held_lists = {q: lists[q] for q in heldout if len(lists[q]) >= 2}
+    before = fidelity_of(encoder, ctx.victim, held_lists) if held_lists else None
+    pairs = [(q, hi, lo) for q in train_q for hi, lo in ranking_pairs(lists[q], int(s["pos_depth"]))]
+    if not pairs:
+        raise ConfigError(f"imitation model: the victim's lists of the {len(train_q)} training queries give no "
+                          f"pairs (fewer than pos_depth+1={int(s['pos_depth']) + 1} candidates each?)")
+    encoder.to(ctx.device)
+    encoder.train()
+    opt = torch.optim.AdamW([p for p in encoder.parameters() if p.requires_grad], lr=float(s["lr"]))
+    margin, bs = float(s["margin"]), int(s["batch_pairs"])
+    qtext = {q: ctx.victim.query_text(q) for q in train_q}
+    last = float("nan")
+    for _ in track(range(int(s["steps"])), "imitation: training"):
+        batch = rng.sample(pairs, min(bs, len(pairs)))
+        qs = [qtext[q] for q, _, _ in batch]
+        hi = forward(encoder, encode_pairs(encoder, qs, [ctx.victim.doc_text(d) for _, d, _ in batch]))
+        lo = forward(encoder, encode_pairs(encoder, qs, [ctx.victim.doc_text(d) for _, _, d in batch]))
+        loss = torch.relu(margin - hi + lo).mean()  # (im-1)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        last = float(loss.detach())
+    encoder.eval()
+    after = fidelity_of(encoder, ctx.victim, held_lists) if held_lists else None
+    return {"train_queries": len(train_q), "heldout_queries": len(held_lists), "pairs": len(pairs),
+            "steps": int(s["steps"]), "final_loss": last, "victim_queries": int(getattr(ctx.victim, "queries_used", 0)) - used0,
+            "fidelity": after, "fidelity_untrained": before, "model": s["model"], "key": key, "reused": False}
+
+
 def train_imitation(ctx, **overrides: Any):
     """The imitation model of ``ctx.victim`` (a :class:`~rankexp.pipeline.loading.Ranker` whose
-    ``facts`` attribute holds the fidelity report and the victim queries spent); see the module
-    docstring. Idempotent within a run (kept on ``ctx``) and across a resumed run (``state_dir``)."""
+    ``facts`` attribute holds the fidelity report and the victim queries its training spent; with
+    ``reused: true`` they were spent by an earlier run); see the module docstring.
+
+    Reuse, first found wins: the model already built in this run (kept on ``ctx``); the attack run's
+    ``state_dir/imitation/<key>/`` (a resumed run); the cache entry ``imitation/<hash>`` of
+    ``ctx.cache`` keyed by the victim's identity (weights hash or BM25 parameters, collection
+    fingerprint), the query ids, the seed and every setting. Otherwise it is trained and saved to
+    both."""
     from rankexp.pipeline.loading import Ranker
     from rankexp.pipeline.scorers import CrossScorer
+    from rankexp.tracking.cache import read_file
     from rankexp.utils.hashing import stable_hash
     from rankexp.utils.io import read_json
-    from rankexp.utils.progress import track
 
     s = settings(ctx, overrides)
     pool = training_queries(ctx, s)
@@ -302,52 +360,38 @@ def train_imitation(ctx, **overrides: Any):
     chosen = rng.sample(pool, min(len(pool), int(s["n_queries"]) + int(s["heldout"])))
     heldout = chosen[int(s["n_queries"]):] if len(chosen) > int(s["n_queries"]) else []
     train_q = chosen[: int(s["n_queries"])]
-    key_obj = {"victim": [getattr(ctx.victim, "name", "?"), getattr(ctx.victim, "kind", "?")], "train": train_q,
-               "heldout": heldout, "seed": ctx.seed, **{k: v for k, v in s.items() if k != "train_queries"}}
-    key = stable_hash(key_obj, 16)
+    settings_key = {"train": train_q, "heldout": heldout, "seed": ctx.seed, **{k: v for k, v in s.items() if k != "train_queries"}}
+    key = stable_hash({"victim": [getattr(ctx.victim, "name", "?"), getattr(ctx.victim, "kind", "?")], **settings_key}, 16)
     kept = getattr(ctx, "_imitation", None)
     if kept is not None and kept[0] == key:
         return kept[1]
 
     directory = Path(ctx.state_dir) / "imitation" / key if ctx.state_dir is not None else None
+    identity = _victim_identity(ctx.victim) if ctx.cache is not None else None
     encoder = _build(s["model"], ctx.seed)
     if directory is not None and (directory / "model.pt").exists() and (directory / "facts.json").exists():
         encoder.load_state_dict(torch.load(directory / "model.pt", map_location="cpu"))
         facts = dict(read_json(directory / "facts.json"), reused=True)
         log.info("imitation model reused from %s", directory)
+    elif identity is not None:
+        built: list[bool] = []
+
+        def build(tmp: Path) -> None:
+            _save(tmp, encoder, _train(ctx, s, encoder, train_q, heldout, rng, key))
+            built.append(True)
+
+        def reader(entry: Path):
+            return (read_file(entry / "model.pt", lambda f: torch.load(f, map_location="cpu")),
+                    read_file(entry / "facts.json", read_json))
+
+        state, facts = ctx.cache.load("imitation", {"identity": identity, **settings_key}, build, reader)
+        if not built:
+            encoder.load_state_dict(state)
+            facts = dict(facts, reused=True)
+        if directory is not None:
+            _save(directory, encoder, facts)
     else:
-        used0 = int(getattr(ctx.victim, "queries_used", 0))
-        asked = train_q + heldout
-        missing = [q for q in asked if not ctx.victim.candidates(q)]
-        pools = first_stage_candidates(ctx, missing) if missing else {}
-        lists = {q: victim_list(ctx.victim, q, int(s["depth"]), pools.get(q)) for q in track(asked, "imitation: victim rankings")}
-        held_lists = {q: lists[q] for q in heldout if len(lists[q]) >= 2}
-        before = fidelity_of(encoder, ctx.victim, held_lists) if held_lists else None
-        pairs = [(q, hi, lo) for q in train_q for hi, lo in ranking_pairs(lists[q], int(s["pos_depth"]))]
-        if not pairs:
-            raise ConfigError(f"imitation model: the victim's lists of the {len(train_q)} training queries give no "
-                              f"pairs (fewer than pos_depth+1={int(s['pos_depth']) + 1} candidates each?)")
-        encoder.to(ctx.device)
-        encoder.train()
-        opt = torch.optim.AdamW([p for p in encoder.parameters() if p.requires_grad], lr=float(s["lr"]))
-        margin, bs = float(s["margin"]), int(s["batch_pairs"])
-        qtext = {q: ctx.victim.query_text(q) for q in train_q}
-        last = float("nan")
-        for _ in track(range(int(s["steps"])), "imitation: training"):
-            batch = rng.sample(pairs, min(bs, len(pairs)))
-            qs = [qtext[q] for q, _, _ in batch]
-            hi = forward(encoder, encode_pairs(encoder, qs, [ctx.victim.doc_text(d) for _, d, _ in batch]))
-            lo = forward(encoder, encode_pairs(encoder, qs, [ctx.victim.doc_text(d) for _, _, d in batch]))
-            loss = torch.relu(margin - hi + lo).mean()  # (im-1)
-            opt.zero_grad()
-            loss.backward()
-            opt.step()
-            last = float(loss.detach())
-        encoder.eval()
-        after = fidelity_of(encoder, ctx.victim, held_lists) if held_lists else None
-        facts = {"train_queries": len(train_q), "heldout_queries": len(held_lists), "pairs": len(pairs),
-                 "steps": int(s["steps"]), "final_loss": last, "victim_queries": int(getattr(ctx.victim, "queries_used", 0)) - used0,
-                 "fidelity": after, "fidelity_untrained": before, "model": s["model"], "key": key, "reused": False}
+        facts = _train(ctx, s, encoder, train_q, heldout, rng, key)
         if directory is not None:
             _save(directory, encoder, facts)
     encoder.to(ctx.device)
