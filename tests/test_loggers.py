@@ -78,3 +78,33 @@ def test_a_config_written_before_targets_still_builds():
     assert type(old) is WandbLoggerFactory and (old.project, old.mode) == ("old", "offline")
     with pytest.raises(ConfigError, match="logger.kind must be wandb, csv or none, got 'tensorboard'"):
         logger_factory({"kind": "tensorboard"})
+
+
+def test_final_summary_carries_fidelity_and_debias_numbers():
+    """log_final mirrors the measures and metrics.json's distillation fidelity / debias numbers to the W&B summary
+    (what a W&B report compares); non-numbers and booleans are left out."""
+    from rankexp.tracking.loggers import log_final, summary_extras
+
+    metrics = {"distill": {"kind": "kl", "scoring_s": 1.5, "cache_hits": 2, "teacher": "t",
+                           "fidelity": {"model": {"mean": {"kendall_tau": 0.25, "rbo": 0.5}, "queries": 3},
+                                        "untrained": {"mean": {"kendall_tau": -0.1}}}},
+               "debias": {"hidden_share": 0.3, "cet": {"auc": 0.75, "ok": True, "name": "x"}}}
+    extras = summary_extras(metrics)
+    assert extras == {"distill/fidelity/model/kendall_tau": 0.25, "distill/fidelity/model/rbo": 0.5,
+                      "distill/fidelity/untrained/kendall_tau": -0.1, "distill/scoring_s": 1.5, "distill/cache_hits": 2.0,
+                      "debias/hidden_share": 0.3, "debias/cet/auc": 0.75}
+    assert summary_extras({}) == {}
+
+    class Experiment:
+        def __init__(self):
+            self.summary, self.logged = {}, []
+
+        def log(self, d):
+            self.logged.append(d)
+
+    class WandbLogger:  # the class name is what log_final checks
+        experiment = Experiment()
+
+    logger = WandbLogger()
+    log_final(logger, {"model": {"nDCG@10": 0.5}}, {"model": {"nDCG@10": {"q1": 0.5}}}, extras)
+    assert logger.experiment.summary == {"test/model/nDCG@10": 0.5, **extras}

@@ -21,7 +21,7 @@ from rankexp.tracking.rundir import RunDir
 def run_training(cfg: DictConfig, rd: RunDir, resume: Path | None):
     """Train, rank the test split, evaluate beside the first stage and the untrained start, write.
     Returns ``(metrics, logger)``; ``metrics`` is empty on the non-zero ranks of a distributed run."""
-    from rankexp.tracking.loggers import log_final
+    from rankexp.tracking.loggers import log_final, summary_extras
 
     prep = prepare(cfg, rd)
     module = build_module(prep)
@@ -36,5 +36,5 @@ def run_training(cfg: DictConfig, rd: RunDir, resume: Path | None):
                   "untrained": fitted.untrained.run if fitted.untrained is not None else None}
     ev = evaluate_beside(prediction.run, references, {q: prep.collection.qrels[q] for q in test}, test, prediction.measures)
     metrics = write_training_run(rd, prep, fitted, prediction, ev)
-    log_final(fitted.logger, ev.aggregates(), ev.perquery_tables())
+    log_final(fitted.logger, ev.aggregates(), ev.perquery_tables(), summary_extras(metrics))
     return metrics, fitted.logger

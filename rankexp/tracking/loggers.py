@@ -225,8 +225,34 @@ def _wandb_logger(cfg: Mapping[str, Any], mode: str, run_id: str, output_dir: Pa
     return logger
 
 
-def log_final(logger, metrics: Mapping[str, Any], perquery: Mapping[str, Mapping[str, Mapping[str, float]]]) -> None:
-    """Mirror final metrics and the per-query table to W&B; never raise."""
+def summary_extras(metrics: Mapping[str, Any]) -> dict[str, float]:
+    """The numbers of ``metrics.json`` beyond the measures that a comparison of runs reads from a
+    logger's summary: distillation fidelity to the teacher (``distill/fidelity/<system>/<measure>``),
+    the teacher's scoring time and cache use, and the debias diagnostics (``debias/...``)."""
+    out: dict[str, float] = {}
+    distill = metrics.get("distill") or {}
+    for system, fid in (distill.get("fidelity") or {}).items():
+        for m, v in ((fid or {}).get("mean") or {}).items():
+            if isinstance(v, (int, float)):
+                out[f"distill/fidelity/{system}/{m}"] = float(v)
+    for k in ("scoring_s", "cache_hits", "cache_builds", "scored_pairs", "cached_pairs"):
+        if isinstance(distill.get(k), (int, float)):
+            out[f"distill/{k}"] = float(distill[k])
+
+    def walk(obj: Any, prefix: str) -> None:
+        if isinstance(obj, Mapping):
+            for k, v in obj.items():
+                walk(v, f"{prefix}/{k}")
+        elif isinstance(obj, (int, float)) and not isinstance(obj, bool):
+            out[prefix] = float(obj)
+
+    walk(metrics.get("debias") or {}, "debias")
+    return out
+
+
+def log_final(logger, metrics: Mapping[str, Any], perquery: Mapping[str, Mapping[str, Mapping[str, float]]],
+              extras: Mapping[str, float] | None = None) -> None:
+    """Mirror final metrics, ``extras`` (:func:`summary_extras`) and the per-query table to W&B; never raise."""
     if not logger or type(logger).__name__ != "WandbLogger":
         return
     try:
@@ -234,6 +260,7 @@ def log_final(logger, metrics: Mapping[str, Any], perquery: Mapping[str, Mapping
 
         run = logger.experiment
         flat = {f"test/{system}/{m}": v for system, ms in metrics.items() for m, v in ms.items()}
+        flat.update(extras or {})
         run.summary.update(flat)
         rows = [[system, measure, qid, value] for system, ms in perquery.items() for measure, vals in ms.items() for qid, value in vals.items()]
         run.log({"test/perquery": wandb.Table(columns=["system", "measure", "query_id", "value"], data=rows)})
