@@ -332,6 +332,28 @@ def test_a_swap_is_kept_only_if_the_victim_score_rises(tokenizer):
     check_invariants(p, victim, MapSource(SOURCE))
 
 
+def test_choose_nearest_follows_the_gradient_step(tokenizer):
+    rows = {"car": [1.0, 0.0], "auto": [1.5, 0.0], "automobile": [3.0, 0.0]}
+    assert all(len(tokenizer(w, add_special_tokens=False)["input_ids"]) == 1 for w in rows)
+
+    def swapped_in(**kw):
+        victim = CountingVictim({"t": DOC}, {"q1": "cheap vehicles"}, {"d1": 9.0}, good=("auto", "automobile"))
+        ranker = SimpleNamespace(encoder=CraftedCross(tokenizer, rows, [1.0, 0.0], square=True), description="crafted")
+        ctx = context(victim, tokenizer, ranker=ranker)
+        attack = WordSubstitution(budget=0.2, candidates=5, source=MapSource(SOURCE), **kw)
+        attack.setup(ctx)
+        p = attack.perturb(Target("t", ("q1",), {"q1": 2}), ctx)
+        check_invariants(p, victim, MapSource(SOURCE))
+        return [split_word(s[2])[1] for s in p.details["swaps"]]
+
+    # score: s(automobile) = 9 > s(auto) = 2.25 > s(car) = 1
+    assert swapped_in() == ["automobile"] * 3
+    # nearest (eq. 3): g = 2 (e . w) w = (2, 0) at car, e(car) = (1, 0), ||e|| = 1: epsilon 0.5 moves to
+    # (1.5, 0) = e(auto), epsilon 2 to (3, 0) = e(automobile)
+    assert swapped_in(choose="nearest", epsilon=0.5) == ["auto"] * 3
+    assert swapped_in(choose="nearest", epsilon=2.0) == ["automobile"] * 3
+
+
 def test_only_allowed_words_change(tokenizer):
     # car occurs in the query: with keep_query_words it stays; fast/red/parts/cost bring the surrogate nothing
     p, victim, _ = attack_once(tokenizer, {"d1": 3.0}, query="car prices")
@@ -388,7 +410,8 @@ def test_surrogate_imitation_uses_the_imitation_model(tokenizer, monkeypatch):
 
 @pytest.mark.parametrize("bad", [dict(budget=0), dict(budget=1.5), dict(budget=-0.1), dict(budget="ten"),
                                  dict(candidates=0), dict(synonyms="thesaurus"), dict(surrogate="oracle"),
-                                 dict(importance="saliency"), dict(victim_checks=0), dict(embedding_threshold=3)])
+                                 dict(importance="saliency"), dict(victim_checks=0), dict(embedding_threshold=3),
+                                 dict(choose="random"), dict(epsilon=0)])
 def test_bad_settings_are_one_line(bad):
     with pytest.raises(ConfigError) as e:
         WordSubstitution(**bad)

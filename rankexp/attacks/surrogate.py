@@ -18,11 +18,15 @@ score and ``e_t`` the input (word-piece) embedding of document token ``t``, read
 them up (a forward hook on ``get_input_embeddings()``, so position and type embeddings are not
 included). With ``g_t = ds/de_t``:
 
-* ``grad_norm`` (default; PRADA's choice as far as could be checked, see below):
+* ``grad_norm`` (default; the authors' choice as far as could be checked, see below):
   ``I(w) = sqrt(sum_{t in w} ||g_t||_2^2)`` — the L2 norm of the gradient with respect to the word's
   whole block of word-piece embeddings;
 * ``grad_x_emb``: ``I(w) = |sum_{t in w} g_t . e_t|`` — the first-order estimate of how much the score
   would move if the word's embeddings were removed (gradient x input).
+
+For the embedding-space step of the attack (``choose=nearest``) each word also gets the mean of its
+pieces' gradients and embeddings, ``g(w)`` and ``e(w)`` (punctuation pieces left out: ``car,`` is
+``car``), and a candidate the mean embedding of its own pieces (:meth:`Surrogate.word_embedding`).
 
 Word pieces are mapped back to the words of :func:`rankexp.attacks.base.words` by the tokenizer's
 character offsets (fast tokenizers) or by tokenizing word by word (others; identical for WordPiece,
@@ -32,9 +36,10 @@ PRADA (Wu et al., arXiv 2204.01321) computes the gradient of its attack loss —
 between the target document and the documents above it — rather than of the score. Where the hinge
 is active its gradient with respect to the target's embeddings is ``-ds/de_t`` (the other documents'
 scores do not depend on them), so the gradient-norm ranking of the target's words is the same. The
-PRADA text itself was not in the searchable library when this was written: the importance measure
-and the loss above follow the paper's description as cited by its successors (the CertDR and
-topic-oriented attack papers) and are marked as a choice where they could not be checked.
+PRADA text itself was not in the searchable library when this was written: "importance by gradient
+magnitude" is from the abstract of the same authors' earlier gradient-based ranking attack (Wu,
+Zhang, Guo, Fan, Pattern Recognition and Artificial Intelligence 35(3), 2022); ``grad_x_emb`` and
+the per-word aggregation over word pieces are ours.
 """
 
 from __future__ import annotations
@@ -72,6 +77,8 @@ class WordGradients:
     importance: list[float]  # one per word of base.words(text); 0 for words cut off by max_length
     words: list[str]
     token_words: list[int] = field(default_factory=list)  # the word index of each document token the model saw
+    grad_vectors: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)  # word -> mean of its pieces' ds/de
+    emb_vectors: dict[int, torch.Tensor] = field(default_factory=dict, repr=False)  # word -> mean of its pieces' e
 
 
 class Surrogate:
@@ -235,4 +242,20 @@ class Surrogate:
             for t, v in enumerate(per_token):
                 importance[owners[t]] += v
             importance = [abs(v) for v in importance]
-        return WordGradients(float(score.detach()), importance, words, owners[:kept])
+        grad_vectors, emb_vectors = {}, {}
+        pieces = self.tokenizer.convert_ids_to_tokens(d[:kept])
+        for w in sorted(set(owners[:kept])):
+            rows = [t for t in range(kept) if owners[t] == w]
+            core = [t for t in rows if any(ch.isalnum() for ch in str(pieces[t]))]  # not the word's punctuation
+            rows = core or rows
+            grad_vectors[w], emb_vectors[w] = g[rows].mean(0).cpu(), e[rows].mean(0).cpu()
+        return WordGradients(float(score.detach()), importance, words, owners[:kept], grad_vectors, emb_vectors)
+
+    @torch.no_grad()
+    def word_embedding(self, word: str) -> torch.Tensor | None:
+        """The mean input embedding of ``word``'s pieces (None for a word with no tokens)."""
+        ids = self.tokenizer(word, add_special_tokens=False)["input_ids"]
+        if not ids:
+            return None
+        weight = self.embedding.weight
+        return weight[torch.tensor(ids, device=weight.device)].float().mean(0).cpu()

@@ -14,22 +14,31 @@ the target moves up:
 (the paper bounds the number of substituted words; rankexp states the bound as a fraction of the
 document's words, as the issue asks, and rounds down, so a perturbation never exceeds it).
 
-**Algorithm** (the three PRADA steps; step 2 is simplified, see "choices"):
+**Algorithm** (the three PRADA steps; equation numbers are ours, the paper's could not be read):
 
 1. *Important words.* The surrogate ``s`` (the victim's own model when white-box, else an imitation
    model trained on the victim's rankings, :mod:`rankexp.attacks.imitation`) gives the gradient of
    its score with respect to each word's input embeddings; words are ranked by
-   ``I(w_i) = ||∂s(q, d)/∂e(w_i)||_2`` (:mod:`rankexp.attacks.surrogate`; ``importance=grad_x_emb``
-   ranks by ``|∂s/∂e · e|`` instead). Computed once, on the original document; ties by position.
-2. *Candidate choice.* For the next important word ``w_i`` that may change, every candidate
-   ``c in S(w_i)`` (at most ``candidates``) is put in its place and the surrogate scores the
-   variants in one batch; candidates are tried best first:
-   ``c* = argmax_c s(q, d[w_i -> c])``.
-3. *Greedy victim-checked swap.* The victim scores ``d[w_i -> c*]`` (one counted query per attacked
-   query); the swap is kept only if the victim's score rises, ``f(q, d[w_i -> c*]) > f(q, d)``,
-   else the next candidate (up to ``victim_checks`` per word) or the next word. With
-   ``require_surrogate_gain`` a candidate the surrogate itself scores no higher than the current
-   text is not sent to the victim (no query spent on it).
+
+       I(w_i) = ||∂s(q, d)/∂e(w_i)||_2                                                          (2)
+
+   (:mod:`rankexp.attacks.surrogate`; ``importance=grad_x_emb`` ranks by ``|∂s/∂e · e|``
+   instead). Computed once, on the original document; ties by position.
+2. *Candidate order.* For the next important word ``w_i`` that may change, its candidates
+   ``c in S(w_i)`` (at most ``candidates``) are ordered either
+   - ``choose=score`` (default): by the surrogate's score of the substituted document,
+     ``s(q, d[w_i -> c])``, highest first (one batched forward pass per word); or
+   - ``choose=nearest`` (PRADA's embedding-space step): the word's embedding is moved along the
+     gradient and the candidates nearest to the moved point come first,
+
+         e*(w_i) = e(w_i) + ε ||e(w_i)|| g/||g||,  g = ∂s/∂e(w_i);   c ranked by ||e(c) - e*(w_i)||   (3)
+
+     (one projected-gradient step, with ``e`` the mean over a word's pieces; no forward pass).
+3. *Greedy victim-checked swap.* The victim scores ``d[w_i -> c]`` for the first candidate (one
+   counted query per attacked query); the swap is kept only if the victim's score rises,
+   ``f(q, d[w_i -> c]) > f(q, d)``, else the next candidate (up to ``victim_checks`` per word) or the
+   next word. With ``require_surrogate_gain`` a candidate the surrogate scores no higher than the
+   current text is not sent to the victim (no query spent on it).
 
 The loop stops when ``⌊budget · n⌋`` words are changed, the important words are used up, or the
 target reaches rank 1 for its query (``Victim.rank_with``, every other candidate unchanged).
@@ -46,13 +55,17 @@ default, or ``embedding_model``'s; cosine ``>= embedding_threshold``), or ``both
 PRADA takes synonyms from counter-fitted word embeddings (neighbours above a similarity threshold),
 which rankexp does not ship; the embedding source is the nearest equivalent available offline.
 
-**Choices where the PRADA text could not be read** (it was not in the searchable library): step 2
-replaces PRADA's embedding-space projected-gradient perturbation (perturb the important words'
-embeddings along the gradient, then take the synonym nearest to the perturbed embedding) by scoring
-every candidate with the surrogate, which picks the candidate the surrogate prefers directly at the
-cost of one batched forward pass per word; the default budget (10 % of the words), candidates per
-word (20) and checks per word (1) are ours. Deterministic: no randomness at all (``ctx.seed``
-matters only through the imitation model's training).
+**Sources and choices.** The PRADA text itself was not in the searchable library. The three steps
+follow the same authors' description of their gradient-based ranking attack (Wu, Zhang, Guo, Fan,
+"基于梯度的对抗排序攻击方法" / "Gradient-Based Adversarial Ranking Attack", Pattern Recognition and
+Artificial Intelligence 35(3), 2022: word importance by gradient magnitude, a projected-gradient
+perturbation of the most important words' embeddings, then the synonym semantically close to the
+original and nearest to the perturbed vector; read from its abstract) and the one-line summaries of
+PRADA in CertDR and the topic-oriented attack paper ("replacing important words in a document with
+synonyms"). Ours: ``choose=score`` as the default (it asks the surrogate directly
+instead of trusting a linear step), the single step of eq. 3 and its size ``epsilon``, the budget
+default (10 % of the words), candidates per word (20) and checks per word (1). Deterministic: no
+randomness at all (``ctx.seed`` matters only through the imitation model's training).
 
 ``Perturbation.details``: ``swaps`` ``[[word_index, old, new], ...]`` in the order made, the
 victim's and the surrogate's scores before and after, ``max_changes``, ``checked`` (victim checks),
@@ -73,6 +86,7 @@ _ALPHA = re.compile(r"^[A-Za-z]+$")
 
 SYNONYMS = ("wordnet", "embedding", "both")
 SURROGATES = ("victim", "imitation")
+CHOICES = ("score", "nearest")
 
 
 def split_word(token: str) -> tuple[str, str, str]:
@@ -99,6 +113,10 @@ class WordSubstitution(Attack):
             ``all-MiniLM-L6-v2``) for ``synonyms=embedding|both``.
         embedding_threshold: minimum cosine similarity of an embedding neighbour (null: none).
         batch_size: surrogate scoring batch.
+        choose: ``score`` (the candidates the surrogate scores highest first) or ``nearest``
+            (PRADA's embedding-space step: the candidates nearest the word's embedding moved along the
+            gradient first, eq. 3).
+        epsilon: the step of ``nearest``, in units of the word's embedding norm.
         source: a ready :class:`~rankexp.attacks.base.SynonymSource` (Python use and tests); replaces
             ``synonyms``.
     """
@@ -108,7 +126,8 @@ class WordSubstitution(Attack):
     def __init__(self, budget: float = 0.1, candidates: int = 20, synonyms: str = "wordnet", surrogate: str = "victim",
                  importance: str = "grad_norm", victim_checks: int = 1, require_surrogate_gain: bool = True,
                  keep_query_words: bool = True, embedding_model: str = "surrogate",
-                 embedding_threshold: float | None = None, batch_size: int = 32, source: Any = None):
+                 embedding_threshold: float | None = None, batch_size: int = 32, choose: str = "score",
+                 epsilon: float = 1.0, source: Any = None):
         try:
             budget = float(budget)
         except (TypeError, ValueError):
@@ -131,12 +150,21 @@ class WordSubstitution(Attack):
             raise ConfigError(f"attack.embedding_threshold is a cosine similarity in [-1, 1] (or null), got {embedding_threshold}")
         if int(batch_size) < 1:
             raise ConfigError(f"attack.batch_size must be >= 1, got {batch_size}")
+        if choose not in CHOICES:
+            raise ConfigError(f"attack.choose must be one of {', '.join(CHOICES)}, got {choose!r}")
+        try:
+            epsilon = float(epsilon)
+        except (TypeError, ValueError):
+            raise ConfigError(f"attack.epsilon must be a number > 0, got {epsilon!r}") from None
+        if not epsilon > 0:
+            raise ConfigError(f"attack.epsilon (the embedding step, in units of the word's embedding norm) must be > 0, got {epsilon}")
         self.budget, self.k, self.synonyms, self.surrogate_kind = budget, int(candidates), synonyms, surrogate
         self.importance, self.victim_checks = importance, int(victim_checks)
         self.require_surrogate_gain, self.keep_query_words = bool(require_surrogate_gain), bool(keep_query_words)
         self.embedding_model = embedding_model
         self.embedding_threshold = None if embedding_threshold is None else float(embedding_threshold)
         self.batch_size = int(batch_size)
+        self.choose, self.epsilon = choose, epsilon
         self.source = source
         self.surrogate = None
         self._facts: dict[str, Any] = {}
@@ -205,6 +233,32 @@ class WordSubstitution(Attack):
     def _victim_scores(self, ctx: AttackContext, qids: Sequence[str], text: str) -> list[float]:
         return [float(ctx.victim.score_texts(q, [text], count=True)[0]) for q in qids]
 
+    def _surrogate_scores(self, queries: Sequence[str], texts: Sequence[str]) -> list[float]:
+        """The surrogate's score of each text, summed over the target's queries."""
+        total = [0.0] * len(texts)
+        for qt in queries:
+            total = [a + b for a, b in zip(total, self.surrogate.score_texts(qt, texts))]
+        return total
+
+    def _nearest(self, cands: Sequence[str], grads, i: int) -> list[int] | None:
+        """Candidate order of ``choose=nearest`` (eq. 3): by distance to ``e(w) + epsilon ||e(w)|| g/||g||``,
+        ``g`` the word's gradient summed over the queries; None when the surrogate did not see the word."""
+        import torch
+
+        if any(i not in g.grad_vectors for g in grads):
+            return None
+        g = sum(gr.grad_vectors[i] for gr in grads)
+        e = grads[0].emb_vectors[i]
+        norm = float(g.norm())
+        if norm == 0.0:
+            return None
+        point = e + self.epsilon * float(e.norm()) * g / norm
+        dist = []
+        for j, c in enumerate(cands):
+            v = self.surrogate.word_embedding(c)
+            dist.append(float("inf") if v is None else float(torch.linalg.vector_norm(v - point)))
+        return sorted(range(len(cands)), key=lambda j: (dist[j], j))
+
     def perturb(self, target: Target, ctx: AttackContext) -> Perturbation:
         if self.surrogate is None:
             self.setup(ctx)
@@ -252,16 +306,21 @@ class WordSubstitution(Attack):
                 trial[i] = f"{lead}{c}{trail}"
                 variants.append(trial)
             texts = [join_words(v) for v in variants]
-            sur = [0.0] * len(texts)
-            for qt in queries:
-                sur = [a + b for a, b in zip(sur, self.surrogate.score_texts(qt, texts))]
-            ranked = sorted(range(len(texts)), key=lambda j: (-sur[j], j))
+            sur: list[float | None] = [None] * len(texts)
+            ranked = self._nearest(cands, grads, i) if self.choose == "nearest" else None
+            if ranked is None:  # choose=score, or a word the surrogate did not see (cut off): score them all
+                sur = self._surrogate_scores(queries, texts)
+                ranked = sorted(range(len(texts)), key=lambda j: (-sur[j], j))
             tried = 0
             for j in ranked:
                 if tried >= self.victim_checks:
                     break
+                if sur[j] is None:  # choose=nearest: the surrogate scores only what is about to be checked
+                    sur[j] = self._surrogate_scores(queries, [texts[j]])[0]
                 if self.require_surrogate_gain and not sur[j] > current_surrogate:
-                    break  # the rest score lower still
+                    if self.choose == "score":
+                        break  # the rest score lower still
+                    continue
                 tried += 1
                 checked += 1
                 scores = self._victim_scores(ctx, qids, texts[j])
