@@ -202,6 +202,25 @@ def test_surrogate_on_tiny_rankexp_models_agrees_with_their_scorers(kind):
     assert len(g.importance) == len(words(docs[0])) and all(v > 0 for v in g.importance)
 
 
+def test_surrogate_on_a_hugging_face_cross_encoder(tokenizer, tmp_path):
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from rankexp.pipeline.loading import HFCrossEncoder
+
+    cfg = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=128, num_labels=1)
+    torch.manual_seed(0)
+    BertForSequenceClassification(cfg).save_pretrained(tmp_path)
+    tokenizer.save_pretrained(tmp_path)
+    enc = HFCrossEncoder(str(tmp_path), max_length=64, max_query_length=8)
+    s = Surrogate(enc)
+    text = "Electric automobiles, and their batteries."
+    g = s.word_gradients("cheap cars", text)
+    assert g.score == pytest.approx(s.score_texts("cheap cars", [text])[0], abs=1e-5)
+    assert len(g.importance) == 5 and all(v > 0 for v in g.importance) and sorted(g.grad_vectors) == [0, 1, 2, 3, 4]
+    assert all(p.grad is None for p in enc.parameters())  # the weights' gradients are left alone
+
+
 # ------------------------------------------------------------------------------------------ the attack
 class CountingVictim:
     """A black box: the score of a text is the number of its words whose core (punctuation stripped,
