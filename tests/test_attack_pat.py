@@ -209,6 +209,27 @@ def test_trigger_search_finds_the_known_best_token(tiny_encoder):
     assert p.details["trigger"] == f"{best} {best}"
 
 
+def test_gradient_of_the_objective_wrt_trigger_embeddings(tiny_encoder):
+    """On the linear model with the hinge active, dJ/de_i = w at every trigger position (and zero
+    rank gradient once the target beats the anchors by the margin)."""
+    from rankexp.attacks.trigger import TriggerAttack
+
+    victim = WordVictim()
+    enc = LinearEncoder(tiny_encoder.tokenizer)
+    ctx = white_box_ctx(victim, enc)
+    attack = TriggerAttack(budget=3, anchors=2, margin=1e6, fluency_weight=0.0, semantic_weight=0.0)
+    attack.setup(ctx)
+    prep = attack._prepare(Target("d3", ("q9",), {}), ctx, victim.doc_text("d3"))
+    trig = [int(attack.allowed[0])] * 3
+    g = attack._gradient(trig, prep)
+    assert g.shape == (3, enc.w.numel())
+    for i in range(3):
+        assert torch.allclose(g[i], enc.w.detach(), atol=1e-6)
+    for info in prep["queries"].values():  # anchors far below: every hinge is zero, so is the gradient
+        info["anchor_scores"] = torch.full_like(info["anchor_scores"], -1e9)
+    assert torch.count_nonzero(attack._gradient(trig, prep)) == 0
+
+
 # ---------------------------------------------------------------------------------------------
 # the trigger attack
 # ---------------------------------------------------------------------------------------------

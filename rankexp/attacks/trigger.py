@@ -326,7 +326,8 @@ class TriggerAttack(Attack):
                     t = list(b["trigger"])
                     t[i] = c
                     pool.add(tuple(t))
-            new = [list(t) for t in pool if t not in {tuple(b["trigger"]) for b in beams}]
+            current = {tuple(b["trigger"]) for b in beams}
+            new = [list(t) for t in sorted(pool - current)]
             scored = beams + (self._evaluate(new, prep) if new else [])
             beams = sorted(scored, key=lambda r: (-r["objective"], r["trigger"]))[: self.beam]
         return beams, prep
