@@ -164,7 +164,9 @@ def test_determinism_per_seed(sets):
 
 
 @pytest.mark.parametrize("node,key", [({"samples": 0}, "samples"), ({"alpha": 1.0}, "alpha"), ({"alpha": 0}, "alpha"),
-                                      ({"ks": [10, 0]}, "ks"), ({"depth": 1}, "depth"), ({"bogus": 1}, "bogus")])
+                                      ({"ks": [10, 0]}, "ks"), ({"depth": 1}, "depth"), ({"bogus": 1}, "bogus"),
+                                      ({"alpha": "abc"}, "alpha"), ({"samples": 2.5}, "samples"), ({"budget": "x"}, "budget"),
+                                      ({"random_set": "all"}, "random_set")])
 def test_bad_settings_are_config_errors(node, key):
     with pytest.raises(ConfigError, match=f"certify.{key}"):
         CertifySettings.from_node(node)

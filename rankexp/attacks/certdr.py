@@ -150,10 +150,19 @@ class CertifySettings:
         def bad(key, what, value):
             raise ConfigError(f"certify.{key} must be {what}, got {value!r}")
 
-        if not isinstance(self.samples, int) or self.samples < 1:
+        def number(key, kind=float):
+            value = getattr(self, key)
+            if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
+                bad(key, "an integer" if kind is int else "a number", value)
+            return value
+
+        if number("samples", int) < 1:
             bad("samples", "an integer >= 1", self.samples)
-        if not 0.0 < float(self.alpha) < 1.0:
+        if not 0.0 < number("alpha") < 1.0:
             bad("alpha", "in (0, 1)", self.alpha)
+        for key in ("synonyms_k", "random_set_size", "depth", "seed", "batch_texts"):
+            number(key, int)
+        number("scale"), number("shift")
         if not self.ks or any(k < 1 for k in self.ks):
             bad("ks", "a list of integers >= 1", list(self.ks))
         if self.synonyms_k < 1:
@@ -180,6 +189,10 @@ class CertifySettings:
         d = asdict(self)
         d.pop("max_queries"), d.pop("batch_texts")
         d["ks"] = list(self.ks)
+        if self.synonyms != "wordnet" and Path(self.synonyms).expanduser().is_file():  # a table: its content
+            from rankexp.utils.hashing import stable_hash
+
+            d["synonyms_table"] = stable_hash(Path(self.synonyms).expanduser().read_text(encoding="utf-8"), 16)
         return d
 
 
