@@ -300,3 +300,24 @@ def test_reach_sets_share_a_cluster(tmp_path):
     assert plain.overlap("a") == pytest.approx(1 / 2)
     capped = PerturbationSets(src, 10, False, random_set="reach", random_set_size=2)
     assert capped.random_set("a") == ("a", "b") and capped.overlap("a") == pytest.approx(1 / 2)
+
+
+@pytest.mark.slow
+def test_wordnet_sets_on_a_real_collection(vaswani_slice, tmp_path):
+    """WordNet (../shared/nltk_data) as the perturbation set: BM25 on the vaswani slice, end to end."""
+    from rankexp import api
+
+    res = api.certify("bm25", ["data=local", f"data.path={vaswani_slice}", "logger=none", f"paths.output_dir={tmp_path}",
+                               "certify.samples=20", "certify.depth=6", "certify.max_queries=2", "certify.ks=[1,3]",
+                               "certify.scale=5", "certify.budget=1"])
+    m = res.metrics
+    assert m["queries"]["certified_on"] == 2 and 0.0 <= m["CRQ@1"] <= 1.0
+    r = res.results[0]
+    assert any(r.attackable.values()) and all(0.0 <= v <= 1.0 for v in r.delta.values())
+    from rankexp.attacks.synonyms import WordNetSynonyms
+    from rankexp.data.collection import load_local
+
+    sets = PerturbationSets(WordNetSynonyms(), 10, budget=1)  # the same sets, rebuilt: Delta of one document
+    doc = next(d for d, a in r.attackable.items() if a)
+
+    assert r.delta[doc] == pytest.approx(sets.delta(load_local(vaswani_slice).docs[doc]))
