@@ -74,8 +74,8 @@ rankexp's choices
   synonym graph is one giant component, so ``reach`` sets are 100-word neighbourhoods that overlap
   little and drift in meaning (5 vaswani queries, BM25, N=200, budget 1: max Delta 0.99 vs 0.91 and
   the smoothed nDCG@10 0.41 vs 0.49, victim 0.57); hence the default ``synonyms``.
-* Attack budget (``budget``). The released procedure sorts the per-word factors of (2) before the
-  product (the hook for a budget). If an attack substitutes at most r words, the positions it leaves
+* Attack budget (``budget``). The released procedure sorts the per-word factors of (2) into a
+  variable named ``truncated`` before the product (apparently the hook for a budget; it uses all). If an attack substitutes at most r words, the positions it leaves
   unchanged have identical distributions, so Delta_d(r) = 1 - (product of the r smallest q(w_j)).
   ``budget: null`` (any number of words, the default) is Definition 1 as stated; ``r`` or ``"p%"``
   (ceil(p/100 * |d|) words, as the attacks' percentage budgets) certify against budgeted attacks.
