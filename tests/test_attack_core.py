@@ -405,3 +405,37 @@ def test_compare_shows_attack_measures_seed_groups_and_paired_tests(vaswani_slic
     n_targets = len({k for s in (0, 1) for k in (json.loads(l)["key"] for l in
                      (paths[("AppendQuery", s)].path / "results.jsonl").read_text().splitlines())})
     assert out["n_queries"] == n_targets
+
+
+class SeesRanker(AppendQuery):
+    """Records what the context gives it."""
+
+    seen: list = []
+
+    def setup(self, ctx):
+        SeesRanker.seen.append((ctx.white_box, ctx.ranker is not None, ctx.victim.kind))
+        return {"white_box_seen": ctx.white_box}
+
+
+@pytest.mark.parametrize("white_box", [False, True])
+def test_white_box_gives_the_victims_model_only_when_allowed(vaswani_slice, tmp_path, hf_cross, white_box):
+    SeesRanker.seen.clear()
+    base = ["data=local", f"data.path={vaswani_slice}", f"paths.output_dir={tmp_path}", "logger=none", "eval.rerank_k=20",
+            "model.encoder.max_length=128", "attack.targets.ranks=[5,20]", "attack.max_queries=2",
+            "+attack._target_=tests.test_attack_core.SeesRanker", f"attack.white_box={str(white_box).lower()}"]
+    r = api.attack(hf_cross, base, embed=bow_embed, attack_obj=SeesRanker())
+    assert SeesRanker.seen == [(white_box, white_box, "cross")]
+    assert r.metrics["attack"]["setup"] == {"white_box_seen": white_box} and r.metrics["attack"]["queries"] == 2
+    for rec in map(json.loads, (r.path / "results.jsonl").read_text().splitlines()):
+        assert rec["victim_queries"] == 1  # AppendQuery scores the original once per target
+
+
+@pytest.mark.slow
+def test_semantic_similarity_with_the_shipped_sentence_encoder():
+    from rankexp.attacks.measures import SentenceEmbedder, similarities
+
+    embed = SentenceEmbedder()
+    a = "the effect of oxidation on circuit breaker contacts"
+    same, near, far = similarities([a, a, a], [a, "the effect of oxidization on circuit breaker contacts",
+                                               "spherical harmonic analysis of the earth's magnetic field"], embed)
+    assert same == pytest.approx(1.0, abs=1e-5) and far < near < 1.0
