@@ -283,7 +283,7 @@ def context(victim, tokenizer, white_box=True, ranker="crafted") -> AttackContex
     return AttackContext(cfg=None, victim=victim, ranker=r, white_box=white_box, seed=0, queries=["q1"])
 
 
-def attack_once(tokenizer, others, budget=0.2, query="cheap vehicles", doc=DOC, source=SOURCE, **kw):
+def attack_once(tokenizer, others, budget=20, query="cheap vehicles", doc=DOC, source=SOURCE, **kw):
     victim = CountingVictim({"t": doc}, {"q1": query}, others, **{k: kw.pop(k) for k in ("good", "bad") if k in kw})
     attack = WordSubstitution(budget=budget, candidates=5, source=MapSource(source), **kw)
     facts = attack.setup(context(victim, tokenizer))
@@ -310,7 +310,7 @@ def test_attack_swaps_important_words_greedily_within_budget(tokenizer):
     others = {"d1": 3.0, "d2": 2.0, "d3": 1.0}
     p, victim, facts = attack_once(tokenizer, others)
     assert facts["surrogate"] == "victim" and facts["synonyms"] == "crafted"
-    # budget floor(0.2 * 15) = 3; each car -> automobile raises the victim's score by 1
+    # budget floor(20 % of 15) = 3; each car -> automobile raises the victim's score by 1
     assert p.details["max_changes"] == 3
     assert p.details["swaps"] == [[1, "car", "automobile"], [6, "car", "automobile"], [11, "car,", "automobile,"]]
     assert p.text == "the automobile is fast and the automobile is red and the automobile, parts cost money"
@@ -330,10 +330,10 @@ def test_attack_stops_at_the_top_and_respects_smaller_budgets(tokenizer):
     p, victim, _ = attack_once(tokenizer, {"d1": 1.5})  # two swaps give 2 > 1.5: rank 1, stop
     assert len(p.details["swaps"]) == 2 and p.details["reached_top"] is True and p.victim_queries == 2
     check_invariants(p, victim, MapSource(SOURCE))
-    p, victim, _ = attack_once(tokenizer, {"d1": 3.0}, budget=0.1)  # floor(1.5) = 1
+    p, victim, _ = attack_once(tokenizer, {"d1": 3.0}, budget=10)  # floor(1.5) = 1
     assert p.details["swaps"] == [[1, "car", "automobile"]] and p.changed == 1
     check_invariants(p, victim, MapSource(SOURCE))
-    p, victim, _ = attack_once(tokenizer, {"d1": 3.0}, budget=0.05)  # floor(0.75) = 0: nothing may change
+    p, victim, _ = attack_once(tokenizer, {"d1": 3.0}, budget=5)  # floor(0.75) = 0: nothing may change
     assert p.changed == 0 and p.victim_queries == 0 and p.text == join_words(words(DOC))
 
 
@@ -359,7 +359,7 @@ def test_choose_nearest_follows_the_gradient_step(tokenizer):
         victim = CountingVictim({"t": DOC}, {"q1": "cheap vehicles"}, {"d1": 9.0}, good=("auto", "automobile"))
         ranker = SimpleNamespace(encoder=CraftedCross(tokenizer, rows, [1.0, 0.0], square=True), description="crafted")
         ctx = context(victim, tokenizer, ranker=ranker)
-        attack = WordSubstitution(budget=0.2, candidates=5, source=MapSource(SOURCE), **kw)
+        attack = WordSubstitution(budget=20, candidates=5, source=MapSource(SOURCE), **kw)
         attack.setup(ctx)
         p = attack.perturb(Target("t", ("q1",), {"q1": 2}), ctx)
         check_invariants(p, victim, MapSource(SOURCE))
@@ -393,14 +393,14 @@ def test_attack_with_wordnet_and_a_random_tiny_surrogate(tokenizer, wordnet):
     victim = CountingVictim({"t": DOC}, {"q1": "cheap vehicles"}, {"d1": 5.0}, good=("automobile", "auto", "machine"))
     ctx = AttackContext(cfg=None, victim=victim, ranker=SimpleNamespace(encoder=enc, description="tiny"), white_box=True,
                         seed=0, queries=["q1"])
-    attack = WordSubstitution(budget=0.2, candidates=10, synonyms="wordnet", victim_checks=10, require_surrogate_gain=False)
+    attack = WordSubstitution(budget=20, candidates=10, synonyms="wordnet", victim_checks=10, require_surrogate_gain=False)
     facts = attack.setup(ctx)
     assert facts["synonyms"] == "wordnet"
     p = attack.perturb(Target("t", ("q1",), {"q1": 2}), ctx)
     assert p.changed == 3  # each car finds a rewarded WordNet synonym within 10 checks
     check_invariants(p, victim, wordnet)
     # both sources: WordNet and the surrogate's own input embeddings, interleaved
-    both = WordSubstitution(budget=0.2, candidates=4, synonyms="both", embedding_threshold=-1.0)
+    both = WordSubstitution(budget=20, candidates=4, synonyms="both", embedding_threshold=-1.0)
     assert both.setup(ctx)["synonyms"] == "wordnet+embedding"
     emb = syn.EmbeddingNeighbours.from_encoder(enc, threshold=-1.0)
     got = both.source.candidates("car", 4)
@@ -417,17 +417,23 @@ def test_surrogate_imitation_uses_the_imitation_model(tokenizer, monkeypatch):
         return SimpleNamespace(encoder=surrogate_model(tokenizer), description="imitation", facts={"fidelity": {"rbo": 0.5}})
 
     monkeypatch.setattr(imitation, "train_imitation", fake_train)
-    victim = CountingVictim({"t": DOC}, {"q1": "cheap vehicles"}, {"d1": 3.0})
-    ctx = context(victim, tokenizer, white_box=False, ranker=None)  # black box: no victim model at all
-    attack = WordSubstitution(budget=0.2, candidates=5, surrogate="imitation", source=MapSource(SOURCE))
-    facts = attack.setup(ctx)
-    assert calls == [ctx] and facts["surrogate"] == "imitation" and facts["imitation"] == {"fidelity": {"rbo": 0.5}}
-    p = attack.perturb(Target("t", ("q1",), {"q1": 2}), ctx)
-    assert p.changed == 3 and p.details["surrogate"] == "imitation"
-    check_invariants(p, victim, MapSource(SOURCE))
+    for kind in ("imitation", "auto"):  # auto: no white box, no victim model -> the imitation model
+        victim = CountingVictim({"t": DOC}, {"q1": "cheap vehicles"}, {"d1": 3.0})
+        ctx = context(victim, tokenizer, white_box=False, ranker=None)  # black box: no victim model at all
+        attack = WordSubstitution(budget=20, candidates=5, surrogate=kind, source=MapSource(SOURCE))
+        facts = attack.setup(ctx)
+        assert calls[-1] is ctx and facts["surrogate"] == "imitation" and facts["imitation"] == {"fidelity": {"rbo": 0.5}}
+        p = attack.perturb(Target("t", ("q1",), {"q1": 2}), ctx)
+        assert p.changed == 3 and p.details["surrogate"] == "imitation"
+        check_invariants(p, victim, MapSource(SOURCE))
+    assert len(calls) == 2
+    # auto with a white box and a neural victim: the victim's own model, no imitation training
+    assert WordSubstitution(source=MapSource(SOURCE)).setup(context(victim, tokenizer))["surrogate"] == "victim"
+    assert WordSubstitution(source=MapSource(SOURCE)).setup(context(victim, tokenizer, white_box=False))["surrogate"] == "imitation"
+    assert len(calls) == 3
 
 
-@pytest.mark.parametrize("bad", [dict(budget=0), dict(budget=1.5), dict(budget=-0.1), dict(budget="ten"),
+@pytest.mark.parametrize("bad", [dict(budget=0), dict(budget=150), dict(budget=-0.1), dict(budget="ten"),
                                  dict(candidates=0), dict(synonyms="thesaurus"), dict(surrogate="oracle"),
                                  dict(importance="saliency"), dict(victim_checks=0), dict(embedding_threshold=3),
                                  dict(choose="random"), dict(epsilon=0)])
@@ -440,9 +446,9 @@ def test_bad_settings_are_one_line(bad):
 def test_the_surrogate_must_be_allowed(tokenizer, monkeypatch):
     victim = CountingVictim({"t": DOC}, {"q1": "q"}, {})
     with pytest.raises(ConfigError, match="white-box"):
-        WordSubstitution(source=MapSource(SOURCE)).setup(context(victim, tokenizer, white_box=False))
+        WordSubstitution(surrogate="victim", source=MapSource(SOURCE)).setup(context(victim, tokenizer, white_box=False))
     with pytest.raises(ConfigError, match="neural victim"):
-        WordSubstitution(source=MapSource(SOURCE)).setup(context(victim, tokenizer, ranker=None))
+        WordSubstitution(surrogate="victim", source=MapSource(SOURCE)).setup(context(victim, tokenizer, ranker=None))
     monkeypatch.setitem(sys.modules, "rankexp.attacks.imitation", None)  # the module absent
     with pytest.raises(ConfigError, match="surrogate=imitation needs rankexp.attacks.imitation"):
         WordSubstitution(surrogate="imitation", source=MapSource(SOURCE)).setup(context(victim, tokenizer, white_box=False))
@@ -455,7 +461,7 @@ def test_the_config_file_builds_the_attack():
 
     node = OmegaConf.load(Path(__file__).resolve().parents[1] / "rankexp" / "conf" / "attack" / "prada.yaml")
     attack = build(node, "attack")
-    assert isinstance(attack, WordSubstitution) and attack.budget == 0.1 and attack.k == 20
+    assert isinstance(attack, WordSubstitution) and attack.budget == 10 and attack.k == 20 and attack.surrogate_kind == "auto"
     node.budget = 0
     with pytest.raises(ConfigError, match="budget"):
         build(node, "attack")
@@ -491,7 +497,7 @@ def test_prada_on_the_real_minilm_bi_encoder_one_vaswani_query(wordnet):
     victim.docs = {target: docs[target]}
     victim.others = {d: s for d, s in scores.items() if d != target}
     ctx = AttackContext(cfg=None, victim=victim, ranker=ranker, white_box=True, seed=0, queries=["1"])
-    attack = WordSubstitution(budget=0.2, candidates=10, victim_checks=2)
+    attack = WordSubstitution(budget=20, candidates=10, victim_checks=2)
     attack.setup(ctx)
     p = attack.perturb(Target(target, ("1",), {"1": 31}), ctx)
     check_invariants(p, victim, wordnet, query=queries["1"])

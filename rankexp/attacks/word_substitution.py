@@ -9,10 +9,12 @@ Wu et al., "Certified Robustness to Word Substitution Ranking Attack for Neural 
 ``f`` below the top, find ``d'`` that replaces some ``w_i`` by a synonym ``w_i' in S(w_i)`` so that
 the target moves up:
 
-    max_{d'} f(q, d')   s.t.   d'_i in {w_i} ∪ S(w_i),   |{i : d'_i != w_i}| <= ⌊budget · n⌋      (1)
+    max_{d'} f(q, d')   s.t.   d'_i in {w_i} ∪ S(w_i),   |{i : d'_i != w_i}| <= ⌊budget/100 · n⌋      (1)
 
-(the paper bounds the number of substituted words; rankexp states the bound as a fraction of the
-document's words, as the issue asks, and rounds down, so a perturbation never exceeds it).
+(the paper bounds the number of substituted words; rankexp states the bound as a percentage of the
+document's words, as the issue and the other attacks do (``attack.budget=10`` is 10 %), and rounds
+down, so a perturbation never exceeds it: a document of fewer than 100/budget words gets no swap,
+which ``details.max_changes = 0`` shows).
 
 **Algorithm** (the three PRADA steps; equation numbers are ours, the paper's could not be read):
 
@@ -40,7 +42,7 @@ document's words, as the issue asks, and rounds down, so a perturbation never ex
    next word. With ``require_surrogate_gain`` a candidate the surrogate scores no higher than the
    current text is not sent to the victim (no query spent on it).
 
-The loop stops when ``⌊budget · n⌋`` words are changed, the important words are used up, or the
+The loop stops when ``⌊budget/100 · n⌋`` words are changed, the important words are used up, or the
 target reaches rank 1 for its query (``Victim.rank_with``, every other candidate unchanged).
 
 **Which words may change.** Alphabetic words (punctuation around a word stays: ``car,`` ->
@@ -74,6 +76,7 @@ victim's and the surrogate's scores before and after, ``max_changes``, ``checked
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 from typing import Any, Sequence
@@ -81,11 +84,13 @@ from typing import Any, Sequence
 from rankexp.attacks.base import Attack, AttackContext, Perturbation, Target, join_words, words
 from rankexp.errors import ConfigError
 
+log = logging.getLogger(__name__)
+
 _SPLIT = re.compile(r"^(\W*)(.*?)(\W*)$", re.S)
 _ALPHA = re.compile(r"^[A-Za-z]+$")
 
 SYNONYMS = ("wordnet", "embedding", "both")
-SURROGATES = ("victim", "imitation")
+SURROGATES = ("auto", "victim", "imitation")
 CHOICES = ("score", "nearest")
 
 
@@ -99,11 +104,13 @@ class WordSubstitution(Attack):
     """PRADA-like word substitution (see the module docstring).
 
     Args:
-        budget: at most this fraction of the document's words is substituted, in (0, 1] (0.1 = 10 %).
+        budget: at most this percentage of the document's words is substituted, in (0, 100] (10 = 10 %).
         candidates: synonyms considered per word (k >= 1).
         synonyms: ``wordnet`` | ``embedding`` | ``both``.
         surrogate: ``victim`` (white-box: the victim's own gradients) | ``imitation`` (black-box: a
-            model trained on the victim's rankings, :func:`rankexp.attacks.imitation.train_imitation`).
+            model trained on the victim's rankings, :func:`rankexp.attacks.imitation.train_imitation`)
+            | ``auto`` (``victim`` when the run is white-box and the victim is a neural model, else
+            ``imitation``: BM25 and black-box victims work with the defaults).
         importance: ``grad_norm`` | ``grad_x_emb`` (:mod:`rankexp.attacks.surrogate`).
         victim_checks: candidates of one word sent to the victim at most (>= 1).
         require_surrogate_gain: send a candidate to the victim only if the surrogate scores it above
@@ -123,17 +130,14 @@ class WordSubstitution(Attack):
 
     name = "prada"
 
-    def __init__(self, budget: float = 0.1, candidates: int = 20, synonyms: str = "wordnet", surrogate: str = "victim",
+    def __init__(self, budget: float = 10.0, candidates: int = 20, synonyms: str = "wordnet", surrogate: str = "auto",
                  importance: str = "grad_norm", victim_checks: int = 1, require_surrogate_gain: bool = True,
                  keep_query_words: bool = True, embedding_model: str = "surrogate",
                  embedding_threshold: float | None = None, batch_size: int = 32, choose: str = "score",
                  epsilon: float = 1.0, source: Any = None):
-        try:
-            budget = float(budget)
-        except (TypeError, ValueError):
-            raise ConfigError(f"attack.budget must be a number in (0, 1] (a fraction of the words), got {budget!r}") from None
-        if not (0.0 < budget <= 1.0) or math.isnan(budget):
-            raise ConfigError(f"attack.budget must be a fraction of the document's words in (0, 1] (0.1 = 10 %), got {budget}")
+        from rankexp.attacks.runner import check_budget
+
+        budget = check_budget(budget, "attack.budget")  # a percentage of the words in (0, 100]; else one line
         if int(candidates) < 1:
             raise ConfigError(f"attack.candidates (synonyms per word) must be >= 1, got {candidates}")
         if synonyms not in SYNONYMS:
@@ -167,11 +171,18 @@ class WordSubstitution(Attack):
         self.choose, self.epsilon = choose, epsilon
         self.source = source
         self.surrogate = None
+        self.used_surrogate = None
+        self._warned_small = False
         self._facts: dict[str, Any] = {}
 
     # ------------------------------------------------------------------------------ setup
+    def resolved_surrogate(self, ctx: AttackContext) -> str:
+        if self.surrogate_kind != "auto":
+            return self.surrogate_kind
+        return "victim" if ctx.white_box and ctx.ranker is not None else "imitation"
+
     def _surrogate_ranker(self, ctx: AttackContext):
-        if self.surrogate_kind == "victim":
+        if self.resolved_surrogate(ctx) == "victim":
             if not ctx.white_box:
                 raise ConfigError("attack.surrogate=victim reads the victim's gradients and needs white-box access; "
                                   "run the attack white-box or use attack.surrogate=imitation")
@@ -208,15 +219,16 @@ class WordSubstitution(Attack):
         ranker, facts = self._surrogate_ranker(ctx)
         self.surrogate = Surrogate(ranker, importance=self.importance, batch_size=self.batch_size)
         self.source = self._source()
-        self._facts = {"surrogate": self.surrogate_kind, "surrogate_model": self.surrogate.description,
+        self.used_surrogate = self.resolved_surrogate(ctx)
+        self._facts = {"surrogate": self.used_surrogate, "surrogate_model": self.surrogate.description,
                        "synonyms": getattr(self.source, "name", type(self.source).__name__), "importance": self.importance,
                        **facts}
         return dict(self._facts)
 
     # ------------------------------------------------------------------------------ attack
     def max_changes(self, n_words: int) -> int:
-        """⌊budget · n⌋ (a small float error is not allowed to round 0.3 · 10 down to 2)."""
-        return int(math.floor(self.budget * n_words + 1e-9))
+        """⌊budget/100 · n⌋ (a float error is not allowed to round 30 % of 10 down to 2)."""
+        return int(math.floor(self.budget * n_words / 100.0 + 1e-9))
 
     def allowed(self, ws: Sequence[str], query_words: set[str]) -> list[bool]:
         from rankexp.attacks.synonyms import is_stopword
@@ -270,6 +282,10 @@ class WordSubstitution(Attack):
         ws = words(original)
         n = len(ws)
         budget = self.max_changes(n)
+        if budget == 0 and n and not self._warned_small:
+            self._warned_small = True
+            log.warning("attack.budget=%g %% allows no substitution in a document of %d words (at least %d words "
+                        "needed for one); such targets stay unchanged", self.budget, n, math.ceil(100.0 / self.budget))
         queries = [victim.query_text(q) for q in qids]
         query_words = {split_word(w)[1].lower() for qt in queries for w in words(qt)}
 
@@ -335,6 +351,6 @@ class WordSubstitution(Attack):
                    "victim_score_before": before[0] if len(before) == 1 else before,
                    "victim_score_after": current_victim[0] if len(current_victim) == 1 else current_victim,
                    "surrogate_score_before": surrogate_before, "surrogate_score_after": current_surrogate,
-                   "surrogate": self.surrogate_kind}
+                   "surrogate": self.used_surrogate}
         return Perturbation(text=text, original=original, changed=len(swaps), total_words=n,
                             victim_queries=int(getattr(victim, "queries_used", 0)) - used0, details=details)
