@@ -146,6 +146,10 @@ def test_no_synonyms_is_certified_trivially_and_scores_are_the_victims(tmp_path)
     assert all(r.cert[k]["certified"] and r.cert[k]["trivial"] for k in (10, 5))
     assert r.smoothed == {d: pytest.approx(sigmoid(v)) for d, v in plain.items()} and r.texts_scored == len(docs)
     assert set(r.delta.values()) == {0.0} and not victim.seen
+    assert r.eps == pytest.approx(hoeffding(100, 0.05))
+    assert certify_query(victim, "q", {"d": "b"}, {}, sets, CertifySettings(samples=5, synonyms="u", correction="off")).eps == 0.0
+    both = certify_query(victim, "q", docs, plain, sets, CertifySettings(samples=100, synonyms="u", correction="bonferroni"))
+    assert both.eps == pytest.approx(hoeffding(100, 0.05 / 12))
 
 
 def test_stopwords_are_never_substituted(tmp_path):
