@@ -467,6 +467,53 @@ def test_the_config_file_builds_the_attack():
         build(node, "attack")
 
 
+# ------------------------------------------------------------------------------------------ end to end
+def bag_of_words(texts):
+    """A tiny stand-in for the sentence encoder of the similarity measure: hashed word counts."""
+    import numpy as np
+
+    out = np.zeros((len(texts), 64))
+    for i, t in enumerate(texts):
+        for w in words(t.lower()):
+            out[i, sum(map(ord, w)) % 64] += 1.0
+    return out
+
+
+def test_rankexp_attack_with_prada_on_a_tiny_white_box_victim(vaswani_slice, tmp_path, tokenizer):
+    """``api.attack(VICTIM, ["attack=prada", ...])``: the config composes, the run completes, and every
+    record's swaps respect the budget and come from WordNet; the runner's re-scored ranks are the
+    victim's."""
+    from transformers import BertConfig, BertForSequenceClassification
+
+    from rankexp import api
+
+    cfg = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=256, num_labels=1)
+    torch.manual_seed(0)
+    victim_dir = tmp_path / "hf_cross"
+    BertForSequenceClassification(cfg).save_pretrained(victim_dir)
+    tokenizer.save_pretrained(victim_dir)
+    over = ["attack=prada", "data=local", f"data.path={vaswani_slice}", f"paths.output_dir={tmp_path}", "logger=none",
+            "eval.rerank_k=20", "model.encoder.max_length=128", "attack.targets.ranks=[5,20]", "attack.max_queries=2",
+            "attack.white_box=true", "attack.budget=20", "attack.candidates=5", "attack.victim_checks=3"]
+    r = api.attack(victim_dir, over, embed=bag_of_words)
+    a = r.metrics["attack"]
+    assert a["targets"] == len(r.records) >= 2 and a["setup"]["surrogate"] == "victim"
+    wn = syn.WordNetSynonyms(max_candidates=5)
+    for rec in r.records:
+        swaps = rec["details"]["swaps"]
+        assert rec["changed"] == len(swaps) <= math.floor(0.2 * rec["total_words"] + 1e-9)
+        for _, was, now in swaps:
+            assert split_word(now)[1].lower() in [c.lower() for c in wn.candidates(split_word(was)[1], 5)]
+        assert rec["victim_queries"] == rec["details"]["checked"]
+        pair = rec["pairs"][0]
+        assert pair["new_score"] == pytest.approx(rec["details"]["victim_score_after"], abs=1e-4)
+        assert pair["new_score"] >= pair["old_score"] - 1e-6  # only rises are kept
+    # the same run again: complete, skipped, the same measures
+    again = api.attack(victim_dir, over, embed=bag_of_words)
+    assert again.skipped and again.metrics["attack"]["avg_boost"] == a["avg_boost"]
+
+
 # ------------------------------------------------------------------------------------------ real model
 @pytest.mark.slow
 def test_prada_on_the_real_minilm_bi_encoder_one_vaswani_query(wordnet):
