@@ -49,8 +49,8 @@ def avg_boost(old: Sequence[int], new: Sequence[int]) -> float | None:
 
 def ranking_tau(before: Mapping[str, float], doc_id: str, new_score: float) -> float:
     """Kendall's τ-b between the victim's scores of ``before``'s documents and the same scores with
-    ``doc_id``'s replaced by ``new_score`` (``doc_id`` is added when absent from ``before``: its old
-    score must then be in ``before`` already — callers pass the candidates plus the target)."""
+    ``doc_id``'s replaced by ``new_score``; ``before`` must hold ``doc_id`` with its old score (the
+    runner passes the query's candidates plus the target, for a target outside them)."""
     from rankexp.eval.correlation import kendall_tau
 
     ids = list(before)
