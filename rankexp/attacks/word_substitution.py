@@ -118,7 +118,10 @@ class WordSubstitution(Attack):
         keep_query_words: never substitute a word that occurs in the query.
         embedding_model: ``surrogate`` (its input embeddings) or a model name/path (e.g.
             ``all-MiniLM-L6-v2``) for ``synonyms=embedding|both``.
-        embedding_threshold: minimum cosine similarity of an embedding neighbour (null: none).
+        embedding_threshold: minimum cosine similarity of an embedding neighbour (null: none). 0.4
+            (ours): in all-MiniLM-L6-v2's input embeddings, neighbours above it were mostly near-synonyms
+            (altitude -> elevation, injected -> inserted), below it often related but different words
+            (electrons -> polynomials).
         batch_size: surrogate scoring batch.
         choose: ``score`` (the candidates the surrogate scores highest first) or ``nearest``
             (PRADA's embedding-space step: the candidates nearest the word's embedding moved along the
@@ -133,7 +136,7 @@ class WordSubstitution(Attack):
     def __init__(self, budget: float = 10.0, candidates: int = 20, synonyms: str = "wordnet", surrogate: str = "auto",
                  importance: str = "grad_norm", victim_checks: int = 1, require_surrogate_gain: bool = True,
                  keep_query_words: bool = True, embedding_model: str = "surrogate",
-                 embedding_threshold: float | None = None, batch_size: int = 32, choose: str = "score",
+                 embedding_threshold: float | None = 0.4, batch_size: int = 32, choose: str = "score",
                  epsilon: float = 1.0, source: Any = None):
         from rankexp.attacks.runner import check_budget
 
