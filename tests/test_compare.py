@@ -322,3 +322,37 @@ def test_a_null_option_groups_with_runs_that_lack_it(fx, tmp_path):
     (pair[1] / "config.yaml").write_text(y + "new_option: 7\n")
     labels = {s["label"] for s in as_json(copies)["systems"] if s["kind"] == "group"}
     assert {"loss=pairwise new_option=7", "loss=pairwise new_option=null"} <= labels
+
+
+def test_distillation_fidelity_is_a_section_of_the_comparison(fx, tmp_path):
+    """Runs with metrics.json -> distill (issue 15): each system's fidelity to the teacher is summarised over its
+    seeds (mean ± std of the per-run means), with the teacher's scoring time and cache builds / hits summed; the
+    untrained row gets its own fidelity; runs without distill show no such section."""
+    out, runs = fx
+    copies = {}
+    for (loss, seed), p in runs.items():
+        dst = tmp_path / "runs" / p.name
+        shutil.copytree(p, dst)
+        m = json.loads((dst / "metrics.json").read_text())
+        tau = {"pairwise": 0.2, "listwise": 0.5}[loss] + 0.1 * seed
+        m["distill"] = {"kind": "kl", "teacher": "T", "scoring_s": 2.0 * seed, "cache_builds": int(seed == 1),
+                        "cache_hits": int(seed == 2),
+                        "fidelity": {"model": {"mean": {"kendall_tau": tau, "tau_ap": tau / 2, "rbo": 0.7, "top10_overlap": 0.4}},
+                                     "untrained": {"mean": {"kendall_tau": -0.05, "tau_ap": 0.0, "rbo": 0.1, "top10_overlap": 0.1}}}}
+        (dst / "metrics.json").write_text(json.dumps(m))
+        copies[(loss, seed)] = dst
+    md = invoke(*copies.values(), "--format", "markdown", out=tmp_path)
+    assert md.exit_code == 0, md.output
+    assert "Fidelity to the teacher (T)" in md.stdout
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.split("|")[2:-1]]
+            for line in md.stdout.split("Fidelity to the teacher")[1].splitlines() if line.startswith("| ") and "---" not in line}
+    listwise = next(v for k, v in rows.items() if "listwise" in k)
+    std = np.std([0.6, 0.7], ddof=1)
+    assert listwise[0] == f"0.650 ± {std:.3f}" and listwise[1] == f"0.325 ± {std / 2:.3f}" and listwise[2] == "0.700 ± 0.000"
+    assert listwise[4:] == ["6.0", "1 / 1"]
+    assert rows["untrained"][0].startswith("-0.050")
+    data = as_json(*copies.values(), out=tmp_path)
+    fid = {s["label"]: s["fidelity"] for s in data["systems"] if s.get("fidelity")}
+    assert sorted(round(f["kendall_tau"]["mean"], 9) for f in fid.values()) == [-0.05, 0.35, 0.65]  # untrained, pairwise, listwise
+    plain = invoke(*runs.values(), "--format", "markdown", out=out)
+    assert plain.exit_code == 0 and "Fidelity to the teacher" not in plain.stdout

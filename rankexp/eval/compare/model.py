@@ -31,6 +31,7 @@ class System:
     dev_curve: dict | None = None  # {"measure", "points": [{"step", **summarize(value over seeds)}]}
     config: dict[str, Any] = field(default_factory=dict)  # the differing config keys -> value
     runs: list[StoredRun] = field(default_factory=list, repr=False)
+    fidelity: dict | None = None  # distillation: {"teacher", measure -> summarize(...) over seeds, "scoring_s", "cache_hits", ...}
 
     @property
     def n_seeds(self) -> int:
@@ -143,7 +144,7 @@ class CompareResult:
             "differing_keys": self.differing_keys,
             "systems": [{"label": s.label, "kind": s.kind, "run_ids": s.run_ids, "seeds": s.seeds,
                          "n_seeds": s.n_seeds, "n_queries": s.n_queries, "config": s.config,
-                         "measures": s.summaries, "dev": s.dev, "dev_curve": s.dev_curve} for s in self.systems],
+                         "measures": s.summaries, "dev": s.dev, "dev_curve": s.dev_curve, "fidelity": s.fidelity} for s in self.systems],
             "comparisons": [{**asdict(c), "marker": c.marker} for c in self.comparisons],
             "correlations": [asdict(c) for c in self.correlations],
             "notes": self.notes,

@@ -17,7 +17,9 @@ from rankexp.eval.compare.model import System
 from rankexp.tracking.store import StoredRun
 
 __all__ = ["available_measures", "parse_measure_list", "group_perquery", "group_systems", "first_stage_system",
-           "untrained_systems", "dev_summary", "dev_curve"]
+           "untrained_systems", "dev_summary", "dev_curve", "fidelity_summary", "FIDELITY_MEASURES"]
+
+FIDELITY_MEASURES = ("kendall_tau", "tau_ap", "rbo", "top10_overlap")
 
 
 def available_measures(runs: Sequence[StoredRun]) -> list[str]:
@@ -67,7 +69,8 @@ def group_systems(groups: Sequence[Sequence[StoredRun]], labels: Sequence[str], 
             label=label, kind="group", run_ids=[r.run_id for r in g], seeds=[r.seed for r in g],
             summaries={m: significance.summarize([float(r.metrics["model"][m]) for r in g]) for m in measures},
             perquery={m: group_perquery(g, "model", m) for m in measures},
-            dev=dev_summary(g), dev_curve=dev_curve(g), config={k: flat.get(k) for k in diff}, runs=list(g)))
+            dev=dev_summary(g), dev_curve=dev_curve(g), config={k: flat.get(k) for k in diff}, runs=list(g),
+            fidelity=fidelity_summary(g, "model")))
     return systems
 
 
@@ -122,7 +125,7 @@ def untrained_systems(runs: Sequence[StoredRun], groups: Sequence[Sequence[Store
                                                 for r in reps]) for m in measures}
         out.append(System(label=label, kind="untrained", run_ids=[r.run_id for r in reps], seeds=[r.seed for r in reps],
                           summaries=summaries, perquery={m: group_perquery(reps, "untrained", m) for m in measures},
-                          runs=list(reps)))
+                          runs=list(reps), fidelity=fidelity_summary(reps, "untrained")))
     return out
 
 
@@ -162,3 +165,22 @@ def dev_curve(runs: Sequence[StoredRun]) -> dict | None:
         return None
     return {"measure": key[4:], "points": [{"step": st, **significance.summarize([p[st] for p in per_run])}
                                            for st in steps]}
+
+
+def fidelity_summary(runs: Sequence[StoredRun], system: str) -> dict | None:
+    """Distillation runs (``metrics.json`` → ``distill``): the ranking's fidelity to the teacher's
+    ranking of the same test candidates (mean over queries of Kendall τ, τ_ap, RBO, top-10 overlap;
+    :mod:`rankexp.eval.fidelity`), summarised over seeds, with the teacher, its scoring time and the
+    teacher-score cache use (builds / hits) summed over the runs. ``None`` when a run has none."""
+    entries = [((r.metrics.get("distill") or {}), ((r.metrics.get("distill") or {}).get("fidelity") or {}).get(system)) for r in runs]
+    if not entries or any(f is None or not f.get("mean") for _, f in entries):
+        return None
+    out: dict = {"teacher": sorted({str(d.get("teacher", "?")) for d, _ in entries})}
+    for m in FIDELITY_MEASURES:
+        vals = [f["mean"].get(m) for _, f in entries]
+        if all(isinstance(v, (int, float)) for v in vals):
+            out[m] = significance.summarize([float(v) for v in vals])
+    out["scoring_s"] = float(sum(float(d.get("scoring_s") or 0.0) for d, _ in entries))
+    out["cache_builds"] = int(sum(int(d.get("cache_builds") or 0) for d, _ in entries))
+    out["cache_hits"] = int(sum(int(d.get("cache_hits") or 0) for d, _ in entries))
+    return out

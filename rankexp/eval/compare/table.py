@@ -17,7 +17,7 @@ from typing import Any
 from rankexp.eval.compare.model import CompareResult, System
 
 __all__ = ["FORMATS", "fmt", "fmt_p", "seeds_cell", "display_name", "Cell", "cell", "Row", "TestRow", "OrderingRow", "DevCurve",
-           "ComparisonTable", "comparison_table", "result_rows", "dev_curve_rows"]
+           "ComparisonTable", "FidelityTable", "fidelity_table", "comparison_table", "result_rows", "dev_curve_rows"]
 
 FORMATS = ("table", "csv", "json", "latex", "markdown")  # "table": rich, in the terminal
 
@@ -109,6 +109,36 @@ class DevCurve:
 
 
 @dataclass(frozen=True)
+class FidelityTable:
+    """Distillation: each system's fidelity to the teacher's ranking of the test candidates
+    ("mean ± std" over seeds of the per-query means), the teacher's scoring time and cache use."""
+
+    teacher: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, tuple[str, ...]], ...]  # (label, cells)
+
+
+FIDELITY_COLUMNS = (("kendall_tau", "Kendall τ"), ("tau_ap", "τ_ap"), ("rbo", "RBO"), ("top10_overlap", "top-10 overlap"))
+
+
+def fidelity_table(result: CompareResult) -> FidelityTable | None:
+    """``None`` unless some system has fidelity numbers (``distill=...`` runs)."""
+    systems = [s for s in result.systems if s.fidelity]
+    if not systems:
+        return None
+    teachers = sorted({t for s in systems for t in s.fidelity.get("teacher", [])})
+    rows = []
+    for s in systems:
+        f = s.fidelity
+        cells = [(fmt(f[k]["mean"], 3) + (f" ± {fmt(f[k]['std'], 3)}" if f[k]["n"] > 1 else "")) if k in f else "–"
+                 for k, _ in FIDELITY_COLUMNS]
+        teacher_cells = [f"{f['scoring_s']:.1f}", f"{f['cache_builds']} / {f['cache_hits']}"] if s.kind == "group" else ["", ""]
+        rows.append((s.label, tuple(cells + teacher_cells)))
+    return FidelityTable("; ".join(teachers), tuple(n for _, n in FIDELITY_COLUMNS) + ("teacher scoring s", "cache builds / hits"),
+                         tuple(rows))
+
+
+@dataclass(frozen=True)
 class ComparisonTable:
     measures: tuple[str, ...]
     rows: tuple[Row, ...]
@@ -125,6 +155,7 @@ class ComparisonTable:
     legend: str
     tests_line: str
     notes: tuple[str, ...]
+    fidelity: FidelityTable | None = None
 
 
 def comparison_table(result: CompareResult) -> ComparisonTable:
@@ -141,7 +172,8 @@ def comparison_table(result: CompareResult) -> ComparisonTable:
         steps, crow = curve
         dev = DevCurve(crow[0][1], tuple(steps), tuple((label, tuple(cells)) for label, _, cells in crow))
     return ComparisonTable(tuple(result.measures), rows, tests, orderings, dev, result.baseline, result.test,
-                           result.correction, result.alpha, result.tested(), result.seeds_phrase(), result.n_queries, result.legend(), result.tests_line(), tuple(result.notes))
+                           result.correction, result.alpha, result.tested(), result.seeds_phrase(), result.n_queries, result.legend(), result.tests_line(), tuple(result.notes),
+                           fidelity_table(result))
 
 
 def result_rows(result: CompareResult) -> list[dict[str, Any]]:

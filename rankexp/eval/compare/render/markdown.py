@@ -44,6 +44,11 @@ def to_markdown(result: CompareResult) -> str:
         lines += ["", f"Dev {d.measure} over training (mean ± std over seeds, steps evaluated by every seed):", "",
                   "| system | " + " | ".join(f"step {st}" for st in d.steps) + " |", "|---|" + "---:|" * len(d.steps)]
         lines += ["| " + " | ".join([_escape(label), *cells]) + " |" for label, cells in d.rows]
+    if t.fidelity:
+        f = t.fidelity
+        lines += ["", f"Fidelity to the teacher ({_escape(f.teacher)}) on the test candidates (per-query means; mean ± std over seeds):", "",
+                  "| system | " + " | ".join(f.columns) + " |", "|---|" + "---:|" * len(f.columns)]
+        lines += ["| " + " | ".join([_escape(label), *cells]) + " |" for label, cells in f.rows]
     for n in t.notes:
         lines += ["", f"Note: {n}"]
     return "\n".join(lines) + "\n"

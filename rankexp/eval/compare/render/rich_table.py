@@ -69,6 +69,15 @@ def comparison_renderables(result: CompareResult, datasets: Sequence[str] = ()) 
         for label, cells in d.rows:
             dev.add_row(label, *cells)
         out.append(dev)
+    if t.fidelity:
+        f = t.fidelity
+        fid = Table(title=f"fidelity to the teacher ({f.teacher}) on the test candidates (per-query means; mean ± std over seeds)")
+        fid.add_column("system")
+        for col in f.columns:
+            fid.add_column(col, justify="right")
+        for label, cells in f.rows:
+            fid.add_row(label, *cells)
+        out.append(fid)
     out += [_markup(f"[yellow]note:[/] {n}") for n in t.notes]
     return out
 
