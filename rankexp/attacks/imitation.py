@@ -63,6 +63,8 @@ DEFAULTS: dict[str, Any] = {
     "margin": 1.0,
     "model": {"name": "all-MiniLM-L6-v2", "max_length": 256, "max_query_length": 32, "dropout": 0.1},
     "train_queries": None,  # explicit query ids (else the victim's / the config's train split)
+    "seed": 0,  # the imitation model's own seed (queries, init, batches); null = attack.seed. Fixed by default, so
+                # the target-sampling seeds of a study (attack.seed) attack the same imitation model
 }
 
 
@@ -356,11 +358,12 @@ def train_imitation(ctx, **overrides: Any):
 
     s = settings(ctx, overrides)
     pool = training_queries(ctx, s)
-    rng = random.Random(f"imitation:{ctx.seed}")
+    iseed = int(ctx.seed if s.get("seed") is None else s["seed"])
+    rng = random.Random(f"imitation:{iseed}")
     chosen = rng.sample(pool, min(len(pool), int(s["n_queries"]) + int(s["heldout"])))
     heldout = chosen[int(s["n_queries"]):] if len(chosen) > int(s["n_queries"]) else []
     train_q = chosen[: int(s["n_queries"])]
-    settings_key = {"train": train_q, "heldout": heldout, "seed": ctx.seed, **{k: v for k, v in s.items() if k != "train_queries"}}
+    settings_key = {"train": train_q, "heldout": heldout, **{k: v for k, v in s.items() if k != "train_queries"}, "seed": iseed}
     key = stable_hash({"victim": [getattr(ctx.victim, "name", "?"), getattr(ctx.victim, "kind", "?")], **settings_key}, 16)
     kept = getattr(ctx, "_imitation", None)
     if kept is not None and kept[0] == key:
@@ -368,7 +371,7 @@ def train_imitation(ctx, **overrides: Any):
 
     directory = Path(ctx.state_dir) / "imitation" / key if ctx.state_dir is not None else None
     identity = _victim_identity(ctx.victim) if ctx.cache is not None else None
-    encoder = _build(s["model"], ctx.seed)
+    encoder = _build(s["model"], iseed)
     if directory is not None and (directory / "model.pt").exists() and (directory / "facts.json").exists():
         encoder.load_state_dict(torch.load(directory / "model.pt", map_location="cpu"))
         facts = dict(read_json(directory / "facts.json"), reused=True)
