@@ -341,3 +341,42 @@ def test_teacher_scale_multiplies_the_scores_but_not_the_cache(tmp_path):
     for bad in (0, -1.0, float("nan")):
         with pytest.raises(ConfigError, match="distill.teacher.scale"):
             teacher(bad)
+
+
+def test_a_first_stage_teacher_scores_its_ranking_and_floors_the_rest(vaswani_slice, tmp_path):
+    """distill.teacher.first_stage=bm25: the teacher's score of a retrieved pair is the first stage's own score; an
+    unretrieved pair gets the query's lowest retrieved score minus 1; an unknown first stage is one line, exit 2."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    from rankexp.config.compose import build
+    from rankexp.data.collection import load_collection
+    from rankexp.distill.teachers import Teacher
+    from rankexp.tracking.cache import Cache
+
+    r = _distill_run(vaswani_slice, tmp_path / "o", "margin_mse", ["distill.teacher.first_stage=bm25"])
+    assert r.exit_code == 0, r.output
+    m = json.loads((next((tmp_path / "o" / "runs").iterdir()) / "metrics.json").read_text())["distill"]
+    assert m["teacher"] == "first stage bm25" and m["fidelity"]["model"]["queries"] > 0
+
+    from rankexp import api
+
+    cfg = api.compose(fast_overrides(vaswani_slice, tmp_path / "o"))
+    collection = load_collection(cfg.data)
+    cache = Cache(tmp_path / "cache")
+    prep = SimpleNamespace(cache=cache, collection=collection, device="cpu", cfg=OmegaConf.create({"model": {}}))
+    bm25_run = build(api.compose(fast_overrides(vaswani_slice, tmp_path / "o", first_stage="bm25")).first_stage,
+                     "first_stage").retrieve(collection, cache)
+    q = sorted(bm25_run)[0]
+    retrieved = sorted(bm25_run[q], key=bm25_run[q].get)[:2]
+    outside = next(d for d in collection.docs if d not in bm25_run[q])
+    teacher = Teacher(OmegaConf.create({"kind": "kl", "teacher": {"model": None, "run": None, "first_stage": "bm25",
+                                                                  "batch_size": 8}}), prep)
+    teacher.fill([(q, d) for d in retrieved] + [(q, outside)])
+    assert teacher[q][retrieved[0]] == pytest.approx(bm25_run[q][retrieved[0]])
+    assert teacher[q][outside] == pytest.approx(min(bm25_run[q].values()) - 1.0)
+    bad = _distill_run(vaswani_slice, tmp_path / "o2", "kl", ["distill.teacher.first_stage=nosuch"])
+    assert bad.exit_code == 2 and "not a first stage" in bad.output and "Traceback" not in bad.output
+    both = _distill_run(vaswani_slice, tmp_path / "o3", "kl", ["distill.teacher.first_stage=bm25", "distill.teacher.run=x"])
+    assert both.exit_code == 2 and "exactly one teacher" in both.output

@@ -46,10 +46,11 @@ class Teacher(dict):
     def __init__(self, distill_cfg, prep):
         super().__init__()
         t = distill_cfg.get("teacher") or {}
-        model, run = t.get("model"), t.get("run")
-        if (model is None) == (run is None):
-            raise ConfigError(f"distill={distill_cfg.get('kind')} needs exactly one teacher: distill.teacher.model=RUN_DIR|HF_NAME "
-                              f"or distill.teacher.run=TREC_FILE (got model={model!r}, run={run!r})")
+        model, run, fs = t.get("model"), t.get("run"), t.get("first_stage")
+        if sum(x is not None for x in (model, run, fs)) != 1:
+            raise ConfigError(f"distill={distill_cfg.get('kind')} needs exactly one teacher: distill.teacher.model=RUN_DIR|HF_NAME, "
+                              f"distill.teacher.run=TREC_FILE or distill.teacher.first_stage=bm25|dense|hybrid "
+                              f"(got model={model!r}, run={run!r}, first_stage={fs!r})")
         self.prep = prep
         self.batch_size = int(t.get("batch_size", 64) or 64)
         self.scale = float(t.get("scale", 1.0) if t.get("scale") is not None else 1.0)
@@ -58,7 +59,9 @@ class Teacher(dict):
         self.ranker = None
         self.file_run = None
         self.info: dict[str, Any] = {"scored_pairs": 0, "cached_pairs": 0, "scoring_s": 0.0, "cache_hits": 0, "cache_builds": 0}
-        if run is not None:
+        if fs is not None:  # a (fused) first stage: its ranking of every query, the floor below it for the rest
+            self.file_run, self.identity, self.description = first_stage_teacher(fs, prep)
+        elif run is not None:
             from rankexp.eval.trec_io import read_run
             from rankexp.utils.hashing import file_digest
 
@@ -138,6 +141,52 @@ class Teacher(dict):
         with open(tmp / "scores.tsv", "w", encoding="utf-8") as fh:
             fh.writelines(f"{q}\t{d}\t{scores[(q, d)]!r}\n" for q, d in pairs)
         partial.unlink(missing_ok=True)
+
+
+def first_stage_teacher(spec, prep) -> tuple[dict[str, dict[str, float]], dict[str, Any], str]:
+    """``distill.teacher.first_stage``: a first stage as the teacher — a name of ``conf/first_stage``
+    (``bm25``, ``dense``, ``hybrid``: BM25 and the dense retriever fused) or a config with ``_target_``.
+    Its run over every query of the collection (cached like any first-stage run) gives the scores; a
+    pair outside a query's retrieved top ``k`` gets that query's lowest retrieved score minus 1 (an
+    unretrieved document ranks below every retrieved one; our choice), so every training pair has a
+    score. Returns ``(run, identity, description)``."""
+    from omegaconf import OmegaConf
+
+    from rankexp.config.compose import CONF_DIR, build
+
+    if isinstance(spec, str):
+        path = CONF_DIR / "first_stage" / f"{spec}.yaml"
+        if not path.is_file():
+            names = sorted(p.stem for p in (CONF_DIR / "first_stage").glob("*.yaml"))
+            raise ConfigError(f"distill.teacher.first_stage={spec!r}: not a first stage (expected one of {', '.join(names)} "
+                              f"or a config with _target_)")
+        node = OmegaConf.load(path)
+    else:
+        node = OmegaConf.create(OmegaConf.to_container(spec, resolve=True) if OmegaConf.is_config(spec) else dict(spec))
+    retriever = build(node, "distill.teacher.first_stage")
+    run = retriever.retrieve(prep.collection, prep.cache)
+
+    class Floored(dict):
+        def get(self, q, default=None):
+            docs = dict.get(self, q)
+            if docs is None:
+                return default
+            return _FlooredDocs(docs)
+
+    name = getattr(retriever, "name", str(spec))
+    params = retriever.params() if hasattr(retriever, "params") else {}
+    return Floored(run), {"first_stage": name, "params": params}, f"first stage {name}"
+
+
+class _FlooredDocs(dict):
+    """A query's retrieved scores; an unretrieved document gets the lowest retrieved score minus 1."""
+
+    def __init__(self, docs):
+        super().__init__(docs)
+        self.floor = (min(docs.values()) - 1.0) if docs else 0.0
+
+    def get(self, d, default=None):
+        return dict.get(self, d, self.floor)
 
 
 def _weights_identity(spec: str) -> str:
