@@ -68,7 +68,40 @@ def provider_name(measures: Sequence) -> str:
 
 
 def reciprocal_rank_at(docs: Mapping[str, float], judged: Mapping[str, int], cutoff: int | None, rel: int = 1) -> float:
-    """trec_eval ``recip_rank`` with ``-M cutoff -l rel`` for one query (cutoff None: full depth)."""
+    """trec_eval ``recip_rank`` with ``-M cutoff -l rel`` for one query (cutoff None: full depth).
+
+    Without sorting: the first relevant document in trec_eval order is the relevant one with the
+    largest (float32 score, doc id); its rank is 1 + the number of documents with a larger float32
+    score + the number tied with it whose doc id is larger. Equal to
+    :func:`_reciprocal_rank_sorted` (a full sort), which is used for ``rel < 1`` (an unjudged
+    document then counts as grade 0) and for NaN scores (no order)."""
+    if rel < 1 or not docs:
+        return _reciprocal_rank_sorted(docs, judged, cutoff, rel)
+    relevant = [d for d, g in judged.items() if g >= rel and d in docs]
+    if not relevant:
+        return 0.0
+    import numpy as np
+
+    from rankexp.eval.trec_io import EVAL_DTYPE
+
+    with np.errstate(over="ignore"):
+        scores = np.fromiter(docs.values(), dtype=np.float64, count=len(docs)).astype(EVAL_DTYPE)
+        best_key = max((float(np.float64(docs[d]).astype(EVAL_DTYPE)), d) for d in relevant)  # as the array
+    if np.isnan(scores).any():
+        return _reciprocal_rank_sorted(docs, judged, cutoff, rel)
+    best_score, best_doc = best_key
+    rank = 1 + int(np.count_nonzero(scores > best_score))
+    if cutoff is not None and rank > cutoff:
+        return 0.0
+    tied = np.flatnonzero(scores == best_score)
+    if tied.size > 1:
+        ids = list(docs)
+        rank += sum(ids[i] > best_doc for i in tied.tolist())
+    return 1.0 / rank if cutoff is None or rank <= cutoff else 0.0
+
+
+def _reciprocal_rank_sorted(docs: Mapping[str, float], judged: Mapping[str, int], cutoff: int | None, rel: int = 1) -> float:
+    """:func:`reciprocal_rank_at` by sorting the whole ranking (the reference)."""
     from rankexp.eval.trec_io import sort_ranking
 
     for rank, (doc, _) in enumerate(sort_ranking(docs)[:cutoff], 1):
@@ -129,7 +162,7 @@ def evaluate(
         judged = {q: v for q, v in judged.items() if q in wanted}
     if not judged:
         raise DataError("no judged query to evaluate (qrels and the query set do not overlap)")
-    sub_run = {q: dict(run[q]) for q in judged if q in run and run[q]}
+    sub_run = {q: (run[q] if type(run[q]) is dict else dict(run[q])) for q in judged if q in run and run[q]}  # not copied: read only
     if not sub_run:
         raise DataError(
             f"no query of the run has qrels (run ids e.g. {sorted(run)[:3]}, qrels ids e.g. {sorted(judged)[:3]}): wrong qrels?"
