@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import math
 import random
 import struct
 
@@ -236,3 +237,156 @@ def test_ir_datasets_qrels_are_as_strict_as_files(monkeypatch):
     with reading(lenient=True, warn=seen.append):
         assert api.load_qrels("fake/id") == {"1": {"a": 1, "b": 0}}
     assert len(seen) == 1 and "1 duplicate" in seen[0]
+
+
+# --- the bulk reader gives exactly the line reader's run, or hands the file to it -------------
+
+
+def _same_run(a, b):
+    """Equal runs, including the order of queries and of documents (and the sign of zeros)."""
+    assert a == b
+    assert list(a) == list(b) and all(list(a[q]) == list(b[q]) for q in a)
+    assert all(struct.pack("d", a[q][d]) == struct.pack("d", b[q][d]) for q in a for d in a[q])
+
+
+ADVERSARIAL_RUN = (
+    "q1 Q0 d1 1 10 t\n"            # an integer score
+    "q1 Q0 d2 2 10 t\n"            # a tie
+    "q1 Q0 001 3 1e-3 t\n"         # numeric-looking doc id, exponent
+    "q1 Q0 1e3 4 -2.5E+2 t\n"      # doc id that float() would read; negative score with E+
+    "q1 Q0 10 5 +.5 t\n"           # '10' and '9' sort as strings
+    "q1 Q0 9 6 5. t\n"
+    "q2 Q0 d1 1 -0 t\n"            # minus zero stays minus zero
+    "q2 Q0 d2 2 0.000 t\n"
+    "q2 Q0 d3 3 3e-45 t\n"         # below float32's smallest normal
+    "\n"                           # a blank line
+    "   \t \n"                     # a whitespace-only line
+    "q1 Q0 d7 7 0.1234567890123456789012 t\n"  # more digits than the fast path takes: float()
+    "q1 Q0 d8 8 1e30 t\n"          # exponent beyond 10**22: float()
+    "q1 Q0 d9 9 123456789012345678e-20 t\n"    # 18-digit mantissa
+    "q10\tQ0\td1\t1\t7.25\ttab\n"  # tabs
+    "q10 Q0 d2 2 1.5\x0b t\n"      # vertical tab and \x1c-\x1f split like spaces (str.split)
+    "q10\x1cQ0 d3 3 -1.5e-7 t\x1f\n"
+    "q3 Q0 d1 1 2 t\r\n"           # CRLF
+    "q2 Q0 d4 4 -7e-3 t\n"         # q2 again, after other queries
+    "q4 Q0 x 1 0.3 t"              # no final newline
+)
+
+
+@pytest.mark.parametrize("chunk", [1 << 22, 64, 7])
+def test_bulk_reader_equals_line_reader_on_adversarial_lines(tmp_path, monkeypatch, chunk):
+    from rankexp.eval import trec_io
+
+    monkeypatch.setattr(trec_io, "_BULK_CHUNK", chunk)  # small chunks: queries and lines across chunk seams
+    p = tmp_path / "r.trec"
+    p.write_bytes(ADVERSARIAL_RUN.encode())
+    bulk = trec_io._read_run_bulk(p)
+    assert bulk is not None, "a regular file must be read in bulk"
+    _same_run(bulk, trec_io._read_run_lines(p))
+    assert bulk["q1"]["d1"] == 10.0 and bulk["q1"]["1e3"] == -250.0 and bulk["q1"]["001"] == 0.001
+    assert math.copysign(1.0, bulk["q2"]["d1"]) == -1.0 and list(bulk) == ["q1", "q2", "q10", "q3", "q4"]
+    assert list(bulk["q2"]) == ["d1", "d2", "d3", "d4"]
+    assert bulk["q1"]["d7"] == 0.1234567890123456789012 and bulk["q1"]["d8"] == 1e30
+
+
+@pytest.mark.parametrize("text", [
+    "q1 Q0 d1 1 1.0 t\nq1 Q0 d2 2 1_0 t\n",             # float() would read 10
+    "q1 Q0 d1 1 1.0 t\nq1 Q0 d1 2 0.5 t\n",             # a duplicate
+    "q1 Q0 d1 1 1.0 t\nq2 Q0 d1 1 1.0 t\nq1 Q0 d1 3 0.5 t\n",  # a duplicate after another query
+    "q1 Q0 d1 1 1.0 t\nq1 Q0 d2 2 0.5\n",               # 5 columns
+    "q1 Q0 d1 1 1.0 t\nq1 Q0 d2 2 0.5 t x\n",           # 7 columns
+    "q1 Q0 d1 1 1.0 t q1 Q0 d2 2\n0.5 t\n",             # 12 tokens over two lines of 10 and 2
+    "q1 Q0 d1 1 1.0\n\n t q1 Q0 d2 2 0.5 t\n",           # ... of 5 and 7, with a blank line between
+    "q1 Q0 d1 1 1.0 t\rq1 Q0 d2 2 0.5 t\n",             # a lone CR ends a line
+    "q1 Q0 d1\r1 1.0 t\n",                             # ... so these are lines of 3 columns
+    "q1 Q0 d1 1 inf t\n", "q1 Q0 d1 1 nan t\n", "q1 Q0 d1 1 1e39 t\n", "q1 Q0 d1 1 1e99999 t\n",
+    "q1 Q0 d1 1 1e t\n", "q1 Q0 d1 1 . t\n", "q1 Q0 d1 1 1.2.3 t\n", "q1 Q0 d1 1 1e5.5 t\n", "q1 Q0 d1 1 --1 t\n",
+    "q1 Q0 d1 1 1-1 t\n", "q1 Q0 d1 1 e5 t\n", "q1 Q0 d1 1 0x10 t\n", "q1 Q0 d1 1 1e+-5 t\n",
+    "q1 Q0 dé 1 1.0 t\n",                                # non-ASCII: the line reader reads it (fine)
+    "q1 Q0 d1 1 ١ t\n",                                  # a non-ASCII digit
+    "\n\n",                                              # empty
+])
+def test_irregular_files_go_to_the_line_reader_with_the_same_outcome(tmp_path, monkeypatch, text):
+    from rankexp.eval import trec_io
+
+    p = tmp_path / "r.trec"
+    p.write_bytes(text.encode())
+    assert trec_io._read_run_bulk(p) is None or text.startswith("q1 Q0 dé")
+    try:
+        expected = trec_io._read_run_lines(p)
+    except DataError as e:
+        with pytest.raises(DataError) as got:
+            read_run(p)
+        assert str(got.value) == str(e) and str(p) in str(e)
+    else:
+        _same_run(read_run(p), expected)
+
+
+def test_an_error_after_bulk_chunks_names_its_line(tmp_path, monkeypatch):
+    from rankexp.eval import trec_io
+
+    monkeypatch.setattr(trec_io, "_BULK_CHUNK", 256)
+    lines = [f"q{i // 10} Q0 d{i} {i} {i / 7:.5f} t\n" for i in range(300)]
+    lines[250] = "q25 Q0 d250 1 high t\n"
+    p = tmp_path / "r.trec"
+    p.write_text("".join(lines))
+    with pytest.raises(DataError, match=r"r.trec:251: score must be a number, got 'high'"):
+        read_run(p)
+
+
+def test_bulk_scores_are_the_floats_strtod_and_float_read():
+    """Random decimals of every shape: the bulk parser's value is float()'s, bit for bit, on the
+    rows it calls exact (Clinger's fast path) and those rows are most of them."""
+    import numpy as np
+
+    from rankexp.eval.trec_io import _parse_decimals
+
+    rng = random.Random(11)
+    tokens = []
+    for _ in range(20000):
+        digits = "".join(rng.choice("0123456789") for _ in range(rng.randint(1, 21)))
+        cut = rng.randint(0, len(digits))
+        mant = rng.choice([digits, digits[:cut] + "." + digits[cut:]])
+        exp = rng.choice(["", "", f"e{rng.randint(-30, 30)}", f"E+{rng.randint(0, 25)}", f"e-0{rng.randint(0, 9)}"])
+        tokens.append(rng.choice(["", "-", "+"]) + mant + exp)
+    text = " ".join(tokens).encode()
+    a = np.frombuffer(text, dtype=np.uint8)
+    lengths = np.array([len(t) for t in tokens])
+    starts = np.concatenate([[0], np.cumsum(lengths + 1)[:-1]])
+    values, exact = _parse_decimals(a, starts, lengths)
+    assert exact.mean() > 0.5
+    for t, v, ok in zip(tokens, values.tolist(), exact.tolist()):
+        if ok:
+            assert struct.pack("d", v) == struct.pack("d", float(t)), t
+    for bad in ["1e", ".", "1.2.3", "e5", "--1", "1e5.5", "+", "1-1", "1e+-5", "1e5e5", ".e1", "-.", "1x"]:
+        b = np.frombuffer(bad.encode(), dtype=np.uint8)
+        assert _parse_decimals(b, np.array([0]), np.array([len(bad)])) is None, bad
+
+
+def test_random_files_read_alike_by_both_readers(tmp_path, monkeypatch):
+    """Random files mixing regular and irregular lines: read_run's outcome (run or error message)
+    is the line reader's."""
+    from rankexp.eval import trec_io
+
+    monkeypatch.setattr(trec_io, "_BULK_CHUNK", 48)
+    rng = random.Random(5)
+    scores = ["1", "-2.5", "3e-2", ".5", "5.", "+7", "0.1", "1e30", "12345678901234567890", "-0"] * 5 + ["1_0", "inf", "x", "1e", "1e40"]
+    seps = [" "] * 20 + ["\t", "  ", "\x0b", "\x1c"]
+    for case in range(250):
+        lines = []
+        for _ in range(rng.randint(1, 12)):
+            cols = [rng.choice(["q1", "q2", "10", "q1"]), "Q0", rng.choice(["d1", "d2", "d3", "9", "10", "1e3", "d4", "d5", "d6"]),
+                    str(rng.randint(1, 9)), rng.choice(scores), "t"]
+            if rng.random() < 0.03:
+                cols = cols[:rng.randint(1, 5)]
+            lines.append(rng.choice(["", " "]) + rng.choice(seps).join(cols) + rng.choice(["\n"] * 10 + ["\r\n", " \n", "\n\n"]))
+        p = tmp_path / f"r{case}.trec"
+        p.write_bytes("".join(lines).encode())
+        try:
+            expected = trec_io._read_run_lines(p)
+        except DataError as e:
+            with pytest.raises(DataError) as got:
+                read_run(p)
+            assert str(got.value) == str(e)
+        else:
+            _same_run(read_run(p), expected)
