@@ -233,3 +233,58 @@ def test_unknown_measure_is_a_clear_error():
 def test_disjoint_qrels_is_a_clear_error():
     with pytest.raises(DataError, match="no query of the run has qrels"):
         evaluate({"zz": {"d": 1.0}}, QRELS, "AP")
+
+
+def test_rr_at_k_without_sorting_equals_the_sorted_reference():
+    """The native RR@k counts the documents ahead of the best relevant one instead of sorting;
+    on ties, float32 near-ties, +-0, huge and NaN scores it equals the full sort, for every cutoff
+    and relevance level (rel <= 0 and NaN go through the sort itself)."""
+    from rankexp.eval.measures import _reciprocal_rank_sorted, reciprocal_rank_at
+
+    rng = random.Random(3)
+    pool = [1.0, 1.0 + 1e-12, 1.0 - 1e-9, 0.5, 0.0, -0.0, -1.0, 3e-45, 1e39, -1e39, 2.0, 2]
+    ids = ["d1", "d2", "d9", "d10", "10", "9", "a", "é", "Z", "d100"]
+    nonzero = 0
+    for case in range(3000):
+        docs = {d: rng.choice(pool + ([math.nan] if case % 50 == 0 else [])) for d in rng.sample(ids, rng.randint(1, len(ids)))}
+        judged = {d: rng.choice([-1, 0, 1, 2]) for d in rng.sample(ids, rng.randint(0, 5))}
+        for cutoff in (1, 2, 3, 5, 10, None):
+            for rel in (1, 2, 0):
+                got = reciprocal_rank_at(docs, judged, cutoff, rel)
+                assert got == _reciprocal_rank_sorted(docs, judged, cutoff, rel), (docs, judged, cutoff, rel)
+                assert got == _brute(f"RR(rel={rel})" + (f"@{cutoff}" if cutoff else ""), _trec_order(docs), judged) or math.nan in docs.values()
+                nonzero += got > 0
+    assert nonzero > 10000
+
+
+def test_file_run_with_ties_equals_pytrec_eval_per_query(tmp_path):
+    """A run file as users write them (unsorted lines, integer and exponent scores, ties, negative
+    scores, numeric-looking doc ids), read in bulk: nDCG@10, AP, R@100 equal pytrec_eval's per
+    query, RR@10 equals its recip_rank wherever that is >= 1/10 and 0 elsewhere (trec_eval -M 10)."""
+    import pytrec_eval
+
+    rng = random.Random(9)
+    lines, qrels = [], {}
+    for q in range(40):
+        docs = rng.sample(range(300), 60)
+        for d in docs:
+            score = rng.choice([f"{rng.randint(-3, 3)}", f"{rng.randint(1, 9)}e-{rng.randint(1, 3)}", f"{rng.random():.1f}", "-0.5"])
+            lines.append(f"{q} Q0 {d} 0 {score} t\n")
+        qrels[str(q)] = {str(d): rng.choice([0, 1, 1, 2]) for d in rng.sample(docs, 8) + rng.sample(range(300, 320), 2)}
+    rng.shuffle(lines)
+    path = tmp_path / "run.trec"
+    path.write_text("".join(lines))
+    from rankexp.eval import trec_io
+
+    run = trec_io._read_run_bulk(path)
+    assert run is not None and run == trec_io._read_run_lines(path)
+    ours = evaluate(read_run(path), qrels, "nDCG@10 AP R@100 RR@10").perquery
+    ref = pytrec_eval.RelevanceEvaluator(qrels, {"ndcg_cut.10", "map", "recall.100", "recip_rank"}).evaluate(run)
+    for q in qrels:
+        assert ours["nDCG@10"][q] == ref[q]["ndcg_cut_10"]
+        assert ours["AP"][q] == ref[q]["map"]
+        assert ours["R@100"][q] == ref[q]["recall_100"]
+        rr = ref[q]["recip_rank"]
+        assert ours["RR@10"][q] == (rr if rr >= 1 / 10 - 1e-12 else 0.0)
+    # the cutoff matters on this data: first relevant document past rank 10 for some queries, within it for others
+    assert sum(0 < ref[q]["recip_rank"] < 1 / 10 for q in qrels) >= 5 and sum(ours["RR@10"][q] > 0 for q in qrels) >= 20
