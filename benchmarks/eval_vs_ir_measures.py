@@ -13,8 +13,11 @@ and computes the same measures:
 
 Rounds interleave the sides; the median time counts. Reported: times, ratios, and the max abs
 difference of each measure's per-query values against ir_measures (ranx breaks score ties in its
-own order, trec_eval by descending document id: a known, measured difference). Also the time of the
-``rankexp eval`` command itself (a subprocess, imports included) once.
+own order, trec_eval by descending document id: a known, measured difference). ir_measures'
+pytrec_eval provider computes RR@10 as full-depth ``recip_rank``; the exact reference for RR@10
+(trec_eval ``-M 10``) is that value where it is >= 1/10 and 0 elsewhere, reported as
+``RR@10 vs recip_rank cut at 10``. Also the time of the ``rankexp eval`` command itself (a
+subprocess, imports included) once.
 
     python benchmarks/eval_vs_ir_measures.py --queries 1000 --docs 1000 --rounds 3
 """
@@ -112,6 +115,10 @@ def main() -> None:
             assert set(a) == set(b), (name, m, len(a), len(b))
             diffs[name][m] = max(abs(a[q] - b[q]) for q in b)
             diffs[name][m + " mean"] = abs(sum(a.values()) / len(a) - sum(b.values()) / len(b))
+        # ir_measures' pytrec_eval provider answers RR@10 with full-depth recip_rank; trec_eval -M 10
+        # is that value where the first relevant document is within rank 10, and 0 past it
+        cut = {q: (v if v >= 1 / 10 else 0.0) for q, v in ref["RR@10"].items()}
+        diffs[name]["RR@10 vs recip_rank cut at 10"] = max(abs(values[name]["RR@10"][q] - cut[q]) for q in cut)
     med = {k: C.median(v) for k, v in times.items()}
     result = {"benchmark": "eval", "data": f"synthetic TREC run: {args.queries} queries x {args.docs} docs "
               f"({lines} lines, scores rounded to {args.decimals} decimals: ties), 20 judged docs per query (5 unretrieved)",
