@@ -170,7 +170,8 @@ def test_determinism_per_seed(sets):
 @pytest.mark.parametrize("node,key", [({"samples": 0}, "samples"), ({"alpha": 1.0}, "alpha"), ({"alpha": 0}, "alpha"),
                                       ({"ks": [10, 0]}, "ks"), ({"depth": 1}, "depth"), ({"bogus": 1}, "bogus"),
                                       ({"alpha": "abc"}, "alpha"), ({"samples": 2.5}, "samples"), ({"budget": "x"}, "budget"),
-                                      ({"random_set": "all"}, "random_set")])
+                                      ({"random_set": "all"}, "random_set"),
+                                      ({"depth": 20}, "depth"), ({"depth": 30, "ks": [10, 30]}, "depth")])
 def test_bad_settings_are_config_errors(node, key):
     with pytest.raises(ConfigError, match=f"certify.{key}"):
         CertifySettings.from_node(node)
@@ -197,7 +198,8 @@ def hf_cross(tmp_path_factory) -> Path:
 
 @pytest.mark.parametrize("setting,message", [("certify.samples=0", "certify.samples must be an integer >= 1"),
                                              ("certify.alpha=1.5", "certify.alpha must be in (0, 1)"),
-                                             ("certify.ks=[10,0]", "certify.ks must be a list of integers >= 1")])
+                                             ("certify.ks=[10,0]", "certify.ks must be a list of integers >= 1"),
+                                             ("certify.depth=20", "certify.depth must exceed every K of certify.ks")])
 def test_cli_bad_settings_exit_2_one_line(setting, message, tmp_path):
     from rankexp.cli import app
 
@@ -264,7 +266,7 @@ def test_bm25_victim_without_synonyms_is_certified_trivially_and_ranks_as_the_vi
     syn = tmp_path / "syn.tsv"
     syn.write_text("zzzzqx\tyyyyqx\n")  # no vaswani word has a synonym: nothing can be attacked
     res = api.certify("bm25", ["data=local", f"data.path={vaswani_slice}", "logger=none", f"paths.output_dir={tmp_path}",
-                               f"certify.synonyms={syn}", "certify.samples=3", "certify.depth=12", "certify.max_queries=4",
+                               f"certify.synonyms={syn}", "certify.samples=3", "certify.depth=21", "certify.max_queries=4",
                                "certify.scale=5"])
     m = res.metrics
     assert m["victim"].startswith("bm25") and m["CRQ@10"] == 1.0 and m["certified@10"]["trivial"] == 4

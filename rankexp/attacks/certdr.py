@@ -177,6 +177,10 @@ class CertifySettings:
         parse_budget(self.budget)
         if self.depth < 2:
             bad("depth", "an integer >= 2", self.depth)
+        if max(self.ks) >= self.depth:  # no candidate below rank K: every query would be certified trivially
+            k = max(self.ks)
+            raise ConfigError(f"certify.depth must exceed every K of certify.ks (the candidates below rank K are the "
+                              f"challengers): got depth {self.depth} for K = {k}; use certify.depth > {k} or smaller certify.ks")
         if self.max_queries is not None and int(self.max_queries) < 1:
             bad("max_queries", "null or an integer >= 1", self.max_queries)
         if not float(self.scale) > 0:

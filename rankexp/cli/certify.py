@@ -24,7 +24,7 @@ def register(app: typer.Typer) -> None:
 
         Settings: certify.samples, certify.alpha, certify.ks, certify.synonyms (wordnet or a TSV),
         certify.synonyms_k, certify.depth, certify.max_queries, certify.seed ([bold]rankexp config show certify=default[/]).
-        Example: [bold]rankexp certify outputs/runs/<id> certify.samples=200 certify.depth=20 certify.max_queries=10[/]
+        Example: [bold]rankexp certify outputs/runs/<id> certify.samples=200 certify.depth=30 certify.max_queries=10[/]
         """
         with handled(debug):
             quiet_libraries()
