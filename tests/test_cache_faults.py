@@ -481,7 +481,8 @@ def test_negatives_keys_hold_every_option(coll, tmp_path, other_tokenizer):
     e_options = {k for k in yaml.safe_load((CONF / "model/bi_encoder.yaml").read_text())["encoder"] if not k.startswith("_")}
     e_options |= init_options(BiEncoder)
     e_alt = {**{k: v for k, v in dense_alt.items() if k in ("pooling", "similarity", "max_length", "max_query_length", "tiny", "shared")},
-             "name": str(other_tokenizer), "temperature": 0.1, "in_batch": False, "gather_negatives": False}
+             "name": str(other_tokenizer), "temperature": 0.1, "in_batch": False, "gather_negatives": False,
+             "num_layers": 1}
     ckpt = tmp_path / "moved.ckpt"
     enc = tiny_bi()
     torch.save({"state_dict": {f"encoder.{k}": v + 0.01 if v.is_floating_point() else v for k, v in enc.state_dict().items()}}, ckpt)
