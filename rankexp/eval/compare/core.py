@@ -47,10 +47,12 @@ def compare(
     groups = group_runs(runs)
     labels, diff = group_labels(groups)
     systems = group_systems(groups, labels, diff, measure_list)
-    untrained = untrained_systems(runs, groups, measure_list, notes)
+    # attack runs (rankexp attack) have no untrained start, first stage or dev split: no training-run rows or notes
+    attacks = all("attack" in r.metrics for r in runs)
+    untrained = [] if attacks else untrained_systems(runs, groups, measure_list, notes)
     systems.extend(untrained)
     notes.extend(learned_notes([s for s in systems if s.kind == "group"], untrained, measure_list[0], alpha))
-    fs = first_stage_system(runs, measure_list, notes)
+    fs = None if attacks else first_stage_system(runs, measure_list, notes)
     if fs is not None:
         if any(s.label == fs.label for s in systems):
             fs.label = f"{fs.label} (first stage)"
@@ -65,7 +67,7 @@ def compare(
     for c in comparisons:
         if c.note:
             notes.append(f"{c.system} vs {c.baseline} on {c.measure}: {c.note}")
-    correlations = ordering_correlations(systems, measure_list, notes)
+    correlations = ordering_correlations(systems, measure_list, notes, dev_test=not attacks)
     return CompareResult(systems=systems, measures=measure_list, baseline=base.label, test=test, correction=correction,
                          alpha=alpha, comparisons=comparisons, correlations=correlations, differing_keys=diff,
                          n_queries=n_queries, notes=notes, excluded=list(excluded))

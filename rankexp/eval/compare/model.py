@@ -12,9 +12,17 @@ import numpy as np
 
 from rankexp.tracking.store import StoredRun
 
-__all__ = ["UP", "DOWN", "System", "Comparison", "OrderingCorrelation", "CompareResult", "RunPairCorrelation", "jsonable"]
+__all__ = ["UP", "DOWN", "LOWER_IS_BETTER", "higher_is_better", "System", "Comparison", "OrderingCorrelation", "CompareResult", "RunPairCorrelation", "jsonable"]
 
 UP, DOWN = "▲", "▼"
+
+# Measures where a lower value is the better one: an attack's cost and visibility (rankexp/attacks/measures.py):
+# the share of words it changed and the victim queries it spent. Every ranking measure is higher-is-better.
+LOWER_IS_BETTER = frozenset({"perturbation_pct", "victim_queries_per_target", "victim_queries"})
+
+
+def higher_is_better(measure: str) -> bool:
+    return measure not in LOWER_IS_BETTER
 
 
 @dataclass
@@ -53,7 +61,7 @@ class Comparison:
     baseline: str
     measure: str
     test: str
-    mean_diff: float  # mean over queries of (system - baseline); > 0: the system is better
+    mean_diff: float  # mean over queries of (system - baseline); > 0: the system is better (< 0 for LOWER_IS_BETTER)
     n_queries: int
     statistic: float | None = None
     p_value: float | None = None
@@ -65,7 +73,7 @@ class Comparison:
     def marker(self) -> str:
         if not self.significant:
             return ""
-        return UP if self.mean_diff > 0 else DOWN
+        return UP if (self.mean_diff > 0) == higher_is_better(self.measure) else DOWN
 
 
 @dataclass
@@ -110,8 +118,11 @@ class CompareResult:
         return None
 
     def best(self, measure: str) -> set[str]:
-        """The labels of the systems with the highest mean on ``measure`` (all of them on a tie)."""
-        scored = [(s.mean(measure), s.label) for s in self.systems if measure in s.summaries]
+        """The labels of the systems with the best mean on ``measure`` (the highest; the lowest for a
+        LOWER_IS_BETTER measure; all of them on a tie)."""
+        sign = 1.0 if higher_is_better(measure) else -1.0
+        scored = [(sign * s.mean(measure), s.label) for s in self.systems
+                  if measure in s.summaries and s.mean(measure) is not None and not math.isnan(s.mean(measure))]
         if not scored:
             return set()
         top = max(v for v, _ in scored)
@@ -130,8 +141,10 @@ class CompareResult:
 
     def legend(self) -> str:
         corr = "no correction" if self.correction == "none" else f"{self.correction}-corrected over {self.tested()} comparisons"
+        lower = sorted({c.measure for c in self.comparisons if not higher_is_better(c.measure)})
+        lower_note = f"; lower is better for {', '.join(lower)}" if lower else ""
         return (f"{UP}/{DOWN}: significantly better/worse than {self.baseline} "
-                f"(paired {self.test}, {corr}, α = {self.alpha:g}); mean ± std over seeds, [95% CI]")
+                f"(paired {self.test}, {corr}, α = {self.alpha:g}{lower_note}); mean ± std over seeds, [95% CI]")
 
     def tests_line(self) -> str:
         return f"tests on per-query means over {self.seeds_phrase()} · {self.n_queries} queries"

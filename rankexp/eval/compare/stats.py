@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from rankexp.eval import significance
 from rankexp.eval.compare.grouping import canon
-from rankexp.eval.compare.model import Comparison, OrderingCorrelation, System
+from rankexp.eval.compare.model import Comparison, OrderingCorrelation, System, higher_is_better
 from rankexp.eval.correlation import kendall_tau, rbo, tau_ap
 
 __all__ = ["RANDOMIZATION_SAMPLES", "RANDOMIZATION_SEED", "paired_comparisons", "learned_notes", "ordering_correlations"]
@@ -95,10 +95,12 @@ def _ordering_correlation(ref_name: str, est_name: str, systems: Sequence[str],
                                reference_order=ro, estimate_order=eo)
 
 
-def ordering_correlations(systems: Sequence[System], measures: Sequence[str], notes: list[str] | None = None) -> list[OrderingCorrelation]:
+def ordering_correlations(systems: Sequence[System], measures: Sequence[str], notes: list[str] | None = None,
+                          dev_test: bool = True) -> list[OrderingCorrelation]:
     """Kendall tau-b, tau_ap and RBO between the system orderings by each pair of measures (the
-    first of a pair is tau_ap's reference), and between dev and test orderings when every group
-    has a dev value (reference: test)."""
+    first of a pair is tau_ap's reference; every ordering is best first, lowest first for a
+    LOWER_IS_BETTER measure), and between dev and test orderings when every group has a dev value
+    (reference: test; ``dev_test=False`` skips it, e.g. for attack runs, which have no dev split)."""
     out: list[OrderingCorrelation] = []
     if len(systems) < 2:
         return out
@@ -109,9 +111,10 @@ def ordering_correlations(systems: Sequence[System], measures: Sequence[str], no
     for i, a in enumerate(measures):
         for b in measures[i + 1:]:
             if a not in tied and b not in tied:
-                out.append(_ordering_correlation(a, b, labels, [s.mean(a) for s in systems], [s.mean(b) for s in systems]))
+                sa, sb = (1.0 if higher_is_better(m) else -1.0 for m in (a, b))
+                out.append(_ordering_correlation(a, b, labels, [sa * s.mean(a) for s in systems], [sb * s.mean(b) for s in systems]))
     groups = [s for s in systems if s.kind == "group"]
-    if len(groups) >= 2:
+    if dev_test and len(groups) >= 2:
         if all(g.dev is not None for g in groups) and len({g.dev["measure"] for g in groups}) == 1:
             dm = groups[0].dev["measure"]
             if all(dm in (r.metrics.get("model") or {}) for g in groups for r in g.runs):

@@ -162,7 +162,7 @@ def comparison_table(result: CompareResult) -> ComparisonTable:
     """The whole comparison, formatted: what every renderer draws."""
     rows = tuple(Row(s.label, s.kind, s.label == result.baseline, seeds_cell(s), s.n_queries,
                      tuple(cell(result, s, m) for m in result.measures)) for s in result.systems)
-    tests = tuple(TestRow(c.system, c.measure, f"{c.mean_diff:+.4f}", c.n_queries, fmt(c.statistic, 3), fmt_p(c.p_value),
+    tests = tuple(TestRow(c.system, c.measure, f"{c.mean_diff:+.4f}" if not math.isnan(c.mean_diff) else "–", c.n_queries, fmt(c.statistic, 3), fmt_p(c.p_value),
                           fmt_p(c.p_adjusted), c.marker) for c in result.comparisons)
     orderings = tuple(OrderingRow(c.reference, c.estimate, len(c.systems), fmt(c.kendall_tau, 3), fmt(c.tau_ap, 3),
                                   fmt(c.rbo, 3)) for c in result.correlations)
