@@ -1,0 +1,75 @@
+"""The distillation study's table (experiments/distillation/README.md) from its run directories.
+
+    python experiments/distillation/summarize.py RUN_DIR [RUN_DIR ...]
+
+One row per (student, distill) over its seeds: test nDCG@10 mean ± std and per seed, the paired
+t-test against the untrained start (metrics.json -> paired_ttest.untrained) per seed, how many
+seeds learned (p < 0.05 and better), fidelity to the teacher on the test candidates (Kendall τ,
+top-10 overlap; the untrained start's in brackets), the teacher-scoring time and cache reuse, and
+the run's wall time. Reference rows: BM25 (the first stage) and each student's untrained start.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+import sys
+from collections import defaultdict
+from pathlib import Path
+
+
+def ms(xs: list[float], nd: int = 4) -> str:
+    if not xs:
+        return "–"
+    if len(xs) == 1:
+        return f"{xs[0]:.{nd}f}"
+    return f"{statistics.mean(xs):.{nd}f} ± {statistics.stdev(xs):.{nd}f}"
+
+
+def student(cfg: str) -> str:
+    return "cross-encoder, 2 layers" if "distillation_cross" in cfg or "cross_encoder" in cfg else "bi-encoder, 2 layers"
+
+
+def main(dirs: list[str]) -> None:
+    rows: dict[tuple[str, str], list[dict]] = defaultdict(list)
+    refs: dict[str, list[float]] = defaultdict(list)
+    bm25 = set()
+    for d in map(Path, dirs):
+        if not (d / "metrics.json").exists():
+            print(f"skipped (not complete): {d}", file=sys.stderr)
+            continue
+        m = json.loads((d / "metrics.json").read_text())
+        ov = dict(l.split("=", 1) for l in (d / "overrides.txt").read_text().split() if "=" in l)
+        who = student(ov.get("experiment", "") + " " + ov.get("model", ""))
+        rows[(who, ov.get("distill", "none"))].append({"seed": ov.get("seed"), "m": m})
+        refs[who].append(m["untrained"]["nDCG@10"])
+        bm25.add(round(m["baseline"]["nDCG@10"], 4))
+    order = ["none", "margin_mse", "kl", "pld"]
+    print("| student | distill | seeds | test nDCG@10 | per seed | Δ vs start (p) per seed | learned | fidelity τ (start) | top-10 overlap (start) "
+          "| teacher scoring s | cache builds/hits | wall min |")
+    print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+    for who in sorted({w for w, _ in rows}):
+        for kind in sorted({k for w, k in rows if w == who}, key=lambda k: order.index(k) if k in order else 9):
+            rs = sorted(rows[(who, kind)], key=lambda r: str(r["seed"]))
+            nd = [r["m"]["model"]["nDCG@10"] for r in rs]
+            tests = [r["m"]["paired_ttest"]["untrained"]["nDCG@10"] for r in rs]
+            learned = sum(1 for t in tests if t["p"] < 0.05 and t["diff"] > 0)
+            dist = [r["m"].get("distill") or {} for r in rs]
+            fid = [d["fidelity"] for d in dist if "fidelity" in d]
+            tau = ms([f["model"]["mean"]["kendall_tau"] for f in fid], 3)
+            tau0 = ms([f["untrained"]["mean"]["kendall_tau"] for f in fid if "untrained" in f], 3)
+            ov10 = ms([f["model"]["mean"]["top10_overlap"] for f in fid], 3)
+            ov0 = ms([f["untrained"]["mean"]["top10_overlap"] for f in fid if "untrained" in f], 3)
+            scoring = "/".join(f"{d['scoring_s']:.0f}" for d in dist if "scoring_s" in d) or "–"
+            cache = "/".join(f"{d.get('cache_builds', 0)}b{d.get('cache_hits', 0)}h" for d in dist if d) or "–"
+            deltas = " / ".join(f"{t['diff']:+.3f} ({t['p']:.2g})" for t in tests)
+            wall = "/".join(f"{r['m']['train']['total_s'] / 60:.1f}" for r in rs)
+            print(f"| {who} | {kind} | {','.join(str(r['seed']) for r in rs)} | {ms(nd)} | {' / '.join(f'{x:.4f}' for x in nd)} "
+                  f"| {deltas} | {learned} of {len(rs)} "
+                  f"| {tau} ({tau0}) | {ov10} ({ov0}) | {scoring} | {cache} | {wall} |")
+        print(f"| {who} | untrained start | | {ms(sorted(set(round(x, 6) for x in refs[who])))} | | | | | | | | |")
+    print(f"| BM25 (first stage, top 100) | | | {' / '.join(map(str, sorted(bm25)))} | | | | | | | | |")
+
+
+if __name__ == "__main__":
+    main(sys.argv[1:])
