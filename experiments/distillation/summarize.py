@@ -40,6 +40,9 @@ def main(dirs: list[str]) -> None:
             continue
         m = json.loads((d / "metrics.json").read_text())
         ov = dict(l.split("=", 1) for l in (d / "overrides.txt").read_text().split() if "=" in l)
+        if not ov.get("experiment", "").startswith("distillation"):
+            print(f"skipped (not a distillation study member): {d}", file=sys.stderr)
+            continue
         who = student(ov.get("experiment", "") + " " + ov.get("model", ""))
         rows[(who, ov.get("distill", "none"))].append({"seed": ov.get("seed"), "m": m})
         refs[who].append(m["untrained"]["nDCG@10"])
@@ -67,7 +70,8 @@ def main(dirs: list[str]) -> None:
             print(f"| {who} | {kind} | {','.join(str(r['seed']) for r in rs)} | {ms(nd)} | {' / '.join(f'{x:.4f}' for x in nd)} "
                   f"| {deltas} | {learned} of {len(rs)} "
                   f"| {tau} ({tau0}) | {ov10} ({ov0}) | {scoring} | {cache} | {wall} |")
-        print(f"| {who} | untrained start | | {ms(sorted(set(round(x, 6) for x in refs[who])))} | | | | | | | | |")
+        starts = sorted(set(round(x, 6) for x in refs[who]))  # one per seed when the start has a fresh head
+        print(f"| {who} | untrained start | | {ms(starts)} | {' / '.join(f'{x:.4f}' for x in starts)} | | | | | | | |")
     print(f"| BM25 (first stage, top 100) | | | {' / '.join(map(str, sorted(bm25)))} | | | | | | | | |")
 
 
