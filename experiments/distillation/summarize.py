@@ -32,7 +32,7 @@ def student(cfg: str) -> str:
 
 def main(dirs: list[str]) -> None:
     rows: dict[tuple[str, str], list[dict]] = defaultdict(list)
-    refs: dict[str, list[float]] = defaultdict(list)
+    refs: dict[str, dict[str, float]] = defaultdict(dict)  # student -> seed -> the untrained start's nDCG@10
     bm25 = set()
     for d in map(Path, dirs):
         if not (d / "metrics.json").exists():
@@ -45,7 +45,7 @@ def main(dirs: list[str]) -> None:
             continue
         who = student(ov.get("experiment", "") + " " + ov.get("model", ""))
         rows[(who, ov.get("distill", "none"))].append({"seed": ov.get("seed"), "m": m})
-        refs[who].append(m["untrained"]["nDCG@10"])
+        refs[who][str(ov.get("seed"))] = m["untrained"]["nDCG@10"]
         bm25.add(round(m["baseline"]["nDCG@10"], 4))
     order = ["none", "margin_mse", "kl", "pld"]
     print("| student | distill | seeds | test nDCG@10 | per seed | Δ vs start (p) per seed | learned | fidelity τ (start) | top-10 overlap (start) "
@@ -70,8 +70,9 @@ def main(dirs: list[str]) -> None:
             print(f"| {who} | {kind} | {','.join(str(r['seed']) for r in rs)} | {ms(nd)} | {' / '.join(f'{x:.4f}' for x in nd)} "
                   f"| {deltas} | {learned} of {len(rs)} "
                   f"| {tau} ({tau0}) | {ov10} ({ov0}) | {scoring} | {cache} | {wall} |")
-        starts = sorted(set(round(x, 6) for x in refs[who]))  # one per seed when the start has a fresh head
-        print(f"| {who} | untrained start | | {ms(starts)} | {' / '.join(f'{x:.4f}' for x in starts)} | | | | | | | |")
+        seeds = sorted(refs[who])  # a start with a fresh head (the cross-encoder) differs per seed
+        starts = [refs[who][k] for k in seeds]
+        print(f"| {who} | untrained start | {','.join(seeds)} | {ms(starts)} | {' / '.join(f'{x:.4f}' for x in starts)} | | | | | | | |")
     print(f"| BM25 (first stage, top 100) | | | {' / '.join(map(str, sorted(bm25)))} | | | | | | | | |")
 
 
