@@ -108,3 +108,20 @@ def test_final_summary_carries_fidelity_and_debias_numbers():
     logger = WandbLogger()
     log_final(logger, {"model": {"nDCG@10": 0.5}}, {"model": {"nDCG@10": {"q1": 0.5}}}, extras)
     assert logger.experiment.summary == {"test/model/nDCG@10": 0.5, **extras}
+
+
+def test_the_offline_wandb_logger_prints_no_deprecation_warning(tmp_path, monkeypatch, capsys):
+    """Lightning's WandbLogger passed anonymous=None, and W&B printed "The anonymous setting has no
+    effect" into every command's table output; the factory drops the key."""
+    import wandb
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    monkeypatch.setenv("WANDB_SILENT", "false")
+    logger = build_logger(api.compose(["logger=wandb", "logger.mode=offline"]).logger, "r-wb", tmp_path / "run", tmp_path,
+                          {"a": 1}, ["t"])
+    try:
+        assert "anonymous" not in logger._wandb_init and logger.experiment.id == "r-wb"
+    finally:
+        wandb.finish()
+    out = capsys.readouterr()
+    assert "anonymous" not in out.out + out.err

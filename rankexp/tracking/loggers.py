@@ -215,6 +215,10 @@ def _wandb_logger(cfg: Mapping[str, Any], mode: str, run_id: str, output_dir: Pa
         job_type=cfg.get("job_type"), tags=list(cfg.get("tags") or []) + tags, name=run_id, id=run_id,
         save_dir=str(output_dir), mode=mode, config=config, resume="allow", settings=settings,
     )
+    # Lightning passes anonymous=None to wandb.init, which W&B >= 0.19 deprecates with a warning printed into
+    # our tables ("The anonymous setting has no effect"): drop the key (we never set it)
+    if getattr(logger, "_wandb_init", {}).get("anonymous", "unset") is None:
+        logger._wandb_init.pop("anonymous")
     _ACTIVE.append(logger)
     try:
         _ = logger.experiment  # start now so a failure shows here, not mid-training
