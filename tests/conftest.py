@@ -94,3 +94,18 @@ def wait_for(pred, timeout: float = 300.0, step: float = 0.05) -> bool:
             return True
         time.sleep(step)
     return False
+
+
+def save_tiny_hf_cross(path: Path, tokenizer, max_positions: int = 128, seed: int = 0) -> Path:
+    """A tiny random Hugging Face sequence-classification cross-encoder (1 layer, hidden 16, one logit)
+    with ``tokenizer``'s vocabulary, saved with the tokenizer at ``path``: a victim/teacher that loads
+    like a real HF cross-encoder."""
+    import torch
+    from transformers import BertConfig, BertForSequenceClassification
+
+    cfg = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
+                     intermediate_size=32, max_position_embeddings=max_positions, num_labels=1)
+    torch.manual_seed(seed)
+    BertForSequenceClassification(cfg).save_pretrained(path)
+    tokenizer.save_pretrained(path)
+    return path

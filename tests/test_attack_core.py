@@ -330,19 +330,13 @@ def test_cli_prints_the_measures_and_bad_input_is_one_line(vaswani_slice, tmp_pa
 
 @pytest.fixture(scope="module")
 def hf_cross(out) -> Path:
-    import torch
-    from transformers import AutoTokenizer, BertConfig, BertForSequenceClassification
+    from transformers import AutoTokenizer
 
     from rankexp.models.encoders import resolve_model_path
+    from tests.conftest import save_tiny_hf_cross
 
     tok = AutoTokenizer.from_pretrained(resolve_model_path("all-MiniLM-L6-v2"))
-    cfg = BertConfig(vocab_size=tok.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=128, num_labels=1)
-    torch.manual_seed(0)
-    path = out / "hf_cross"
-    BertForSequenceClassification(cfg).save_pretrained(path)
-    tok.save_pretrained(path)
-    return path
+    return save_tiny_hf_cross(out / "hf_cross", tok, max_positions=128)
 
 
 def test_neural_victim_rescores_in_memory_text_as_rerank_does(vaswani_slice, out, hf_cross):

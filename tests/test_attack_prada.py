@@ -483,16 +483,10 @@ def test_rankexp_attack_with_prada_on_a_tiny_white_box_victim(vaswani_slice, tmp
     """``api.attack(VICTIM, ["attack=prada", ...])``: the config composes, the run completes, and every
     record's swaps respect the budget and come from WordNet; the runner's re-scored ranks are the
     victim's."""
-    from transformers import BertConfig, BertForSequenceClassification
-
     from rankexp import api
+    from tests.conftest import save_tiny_hf_cross
 
-    cfg = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=16, num_hidden_layers=1, num_attention_heads=2,
-                     intermediate_size=32, max_position_embeddings=256, num_labels=1)
-    torch.manual_seed(0)
-    victim_dir = tmp_path / "hf_cross"
-    BertForSequenceClassification(cfg).save_pretrained(victim_dir)
-    tokenizer.save_pretrained(victim_dir)
+    victim_dir = save_tiny_hf_cross(tmp_path / "hf_cross", tokenizer, max_positions=256)
     over = ["attack=prada", "data=local", f"data.path={vaswani_slice}", f"paths.output_dir={tmp_path}", "logger=none",
             "eval.rerank_k=20", "model.encoder.max_length=128", "attack.targets.ranks=[5,20]", "attack.max_queries=2",
             "attack.white_box=true", "attack.budget=20", "attack.candidates=5", "attack.victim_checks=3"]
