@@ -401,13 +401,14 @@ def test_compare_shows_attack_measures_seed_groups_and_paired_tests(vaswani_slic
     assert out["n_queries"] == n_targets
     # direction: changing fewer words is the better attack (lower is better for perturbation_pct), and the
     # training-run rows and notes (untrained start, first stage, dev ordering) do not apply to attack runs
-    res = runner.invoke(app, ["compare", str(tmp_path / "attacks"), "-m", "success_rate perturbation_pct", "-f", "json"])
+    base = ["--baseline", "attack._target_=tests.test_attack_core.AppendQuery"]  # the default (first system) follows run ids
+    res = runner.invoke(app, ["compare", str(tmp_path / "attacks"), "-m", "success_rate perturbation_pct", "-f", "json", *base])
     out = json.loads(res.output[res.output.index("{"):])
     two = next(c for c in out["comparisons"] if c["measure"] == "perturbation_pct")
     assert two["system"].endswith("AppendTwo") and two["mean_diff"] < 0 and two["significant"] and two["marker"] == "▲"
     assert [s["kind"] for s in out["systems"]] == ["group", "group"]
     assert not any("untrained" in n or "first stage" in n or "dev" in n for n in out["notes"]), out["notes"]
-    md = runner.invoke(app, ["compare", str(tmp_path / "attacks"), "-m", "success_rate perturbation_pct", "-f", "markdown"]).output
+    md = runner.invoke(app, ["compare", str(tmp_path / "attacks"), "-m", "success_rate perturbation_pct", "-f", "markdown", *base]).output
     assert "lower is better for perturbation_pct" in md and "**4." in md  # AppendTwo's lower % is the column's best
 
 
