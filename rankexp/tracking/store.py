@@ -54,8 +54,13 @@ class StoredRun:
         return self.path.name
 
     @property
+    def is_attack(self) -> bool:
+        """An attack run (``rankexp attack``): per-target values, no untrained start, first stage or dev split."""
+        return "attack" in self.metrics
+
+    @property
     def seed(self) -> Any:
-        if "attack" in self.metrics and self.config.get("attack") is not None:  # an attack run: its target-sampling seed
+        if self.is_attack and self.config.get("attack") is not None:  # an attack run: its target-sampling seed
             return self.config.attack.get("seed")
         return self.config.get("seed")
 

@@ -22,7 +22,7 @@ def resolve_baseline(spec: str | None, systems: Sequence[System]) -> System:
     if spec is None or spec == "":
         if fs:
             return fs[0]
-        if len(groups) == 1 or (groups and all("attack" in g.runs[0].metrics for g in groups)):
+        if len(groups) == 1 or (groups and all(g.runs[0].is_attack for g in groups)):
             return groups[0]  # attack runs have no first stage: the first system
         raise ConfigError(f"no first-stage values to use as the baseline; pass --baseline (one of: {names})")
     for s in systems:

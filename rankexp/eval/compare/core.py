@@ -48,7 +48,7 @@ def compare(
     labels, diff = group_labels(groups)
     systems = group_systems(groups, labels, diff, measure_list)
     # attack runs (rankexp attack) have no untrained start, first stage or dev split: no training-run rows or notes
-    attacks = all("attack" in r.metrics for r in runs)
+    attacks = all(r.is_attack for r in runs)
     untrained = [] if attacks else untrained_systems(runs, groups, measure_list, notes)
     systems.extend(untrained)
     notes.extend(learned_notes([s for s in systems if s.kind == "group"], untrained, measure_list[0], alpha))

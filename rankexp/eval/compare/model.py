@@ -12,7 +12,7 @@ import numpy as np
 
 from rankexp.tracking.store import StoredRun
 
-__all__ = ["UP", "DOWN", "LOWER_IS_BETTER", "higher_is_better", "System", "Comparison", "OrderingCorrelation", "CompareResult", "RunPairCorrelation", "jsonable"]
+__all__ = ["UP", "DOWN", "LOWER_IS_BETTER", "higher_is_better", "direction", "System", "Comparison", "OrderingCorrelation", "CompareResult", "RunPairCorrelation", "jsonable"]
 
 UP, DOWN = "▲", "▼"
 
@@ -23,6 +23,11 @@ LOWER_IS_BETTER = frozenset({"perturbation_pct", "victim_queries_per_target", "v
 
 def higher_is_better(measure: str) -> bool:
     return measure not in LOWER_IS_BETTER
+
+
+def direction(measure: str) -> float:
+    """+1 for a higher-is-better measure, -1 for a LOWER_IS_BETTER one: ``direction(m) * value`` orders best first."""
+    return 1.0 if higher_is_better(measure) else -1.0
 
 
 @dataclass
@@ -120,9 +125,8 @@ class CompareResult:
     def best(self, measure: str) -> set[str]:
         """The labels of the systems with the best mean on ``measure`` (the highest; the lowest for a
         LOWER_IS_BETTER measure; all of them on a tie)."""
-        sign = 1.0 if higher_is_better(measure) else -1.0
-        scored = [(sign * s.mean(measure), s.label) for s in self.systems
-                  if measure in s.summaries and s.mean(measure) is not None and not math.isnan(s.mean(measure))]
+        means = [(s.mean(measure), s.label) for s in self.systems if measure in s.summaries]
+        scored = [(direction(measure) * v, label) for v, label in means if v is not None and not math.isnan(v)]
         if not scored:
             return set()
         top = max(v for v, _ in scored)

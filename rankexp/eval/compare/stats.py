@@ -11,7 +11,7 @@ from omegaconf import OmegaConf
 
 from rankexp.eval import significance
 from rankexp.eval.compare.grouping import canon
-from rankexp.eval.compare.model import Comparison, OrderingCorrelation, System, higher_is_better
+from rankexp.eval.compare.model import Comparison, OrderingCorrelation, System, direction
 from rankexp.eval.correlation import kendall_tau, rbo, tau_ap
 
 __all__ = ["RANDOMIZATION_SAMPLES", "RANDOMIZATION_SEED", "paired_comparisons", "learned_notes", "ordering_correlations"]
@@ -111,8 +111,8 @@ def ordering_correlations(systems: Sequence[System], measures: Sequence[str], no
     for i, a in enumerate(measures):
         for b in measures[i + 1:]:
             if a not in tied and b not in tied:
-                sa, sb = (1.0 if higher_is_better(m) else -1.0 for m in (a, b))
-                out.append(_ordering_correlation(a, b, labels, [sa * s.mean(a) for s in systems], [sb * s.mean(b) for s in systems]))
+                out.append(_ordering_correlation(a, b, labels, [direction(a) * s.mean(a) for s in systems],
+                                                 [direction(b) * s.mean(b) for s in systems]))
     groups = [s for s in systems if s.kind == "group"]
     if dev_test and len(groups) >= 2:
         if all(g.dev is not None for g in groups) and len({g.dev["measure"] for g in groups}) == 1:

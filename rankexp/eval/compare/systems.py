@@ -50,7 +50,7 @@ def parse_measure_list(spec: str | Sequence[str] | None, available: Sequence[str
 def group_perquery(runs: Sequence[StoredRun], system: str, measure: str) -> dict[str, float]:
     tables = [r.perquery.get(system, {}).get(measure, {}) for r in runs]
     qids = set(tables[0])
-    if all("attack" in r.metrics for r in runs):  # attack runs: per-target values; each seed draws other targets
+    if all(r.is_attack for r in runs):  # attack runs: per-target values; each seed draws other targets
         qids = set().union(*tables)
         return {q: float(np.mean([t[q] for t in tables if q in t])) for q in qids}
     for t in tables[1:]:
