@@ -410,6 +410,9 @@ def test_compare_shows_attack_measures_seed_groups_and_paired_tests(vaswani_slic
     assert not any("untrained" in n or "first stage" in n or "dev" in n for n in out["notes"]), out["notes"]
     md = runner.invoke(app, ["compare", str(tmp_path / "attacks"), "-m", "success_rate perturbation_pct", "-f", "markdown", *base]).output
     assert "lower is better for perturbation_pct" in md and "**4." in md  # AppendTwo's lower % is the column's best
+    # the tests pair on targets, and attacks are not ordered by pairs of their measures
+    assert f"tests on per-target means over 2 seeds · {n_targets} targets." in md, md
+    assert out["correlations"] == [] and "Kendall" not in md
 
 
 class SeesRanker(AppendQuery):

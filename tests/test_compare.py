@@ -356,3 +356,20 @@ def test_distillation_fidelity_is_a_section_of_the_comparison(fx, tmp_path):
     assert sorted(round(f["kendall_tau"]["mean"], 9) for f in fid.values()) == [-0.05, 0.35, 0.65]  # untrained, pairwise, listwise
     plain = invoke(*runs.values(), "--format", "markdown", out=out)
     assert plain.exit_code == 0 and "Fidelity to the teacher" not in plain.stdout
+
+
+def test_tests_line_says_how_many_queries_each_test_shares():
+    """With systems on different query sets, the line gives the range each test used, not only the
+    (possibly empty) set every system shares; attack runs count targets."""
+    from rankexp.eval.compare.model import CompareResult, Comparison
+
+    def result(ns, n_all, unit="queries"):
+        comps = [Comparison(f"s{i}", "base", "nDCG@10", "t-test", 0.1, n) for i, n in enumerate(ns)]
+        return CompareResult(systems=[], measures=["nDCG@10"], baseline="base", test="t-test", correction="holm", alpha=0.05,
+                             comparisons=comps, correlations=[], differing_keys=[], n_queries=n_all, unit=unit)
+
+    assert result([6, 6], 6).tests_line().endswith("· 6 queries")
+    assert result([24, 6], 0, "targets").tests_line().endswith(
+        "· 6–24 targets per test (those each system shares with base; 0 shared by all)")
+    assert "per-target means" in result([6], 6, "targets").tests_line()
+    assert result([5, 5], 3).tests_line().endswith("· 5 queries per test (those each system shares with base; 3 shared by all)")

@@ -67,7 +67,9 @@ def compare(
     for c in comparisons:
         if c.note:
             notes.append(f"{c.system} vs {c.baseline} on {c.measure}: {c.note}")
-    correlations = ordering_correlations(systems, measure_list, notes, dev_test=not attacks)
+    # orderings of attacks by pairs of their measures (success vs words changed) answer no question: none for attacks
+    correlations = [] if attacks else ordering_correlations(systems, measure_list, notes)
     return CompareResult(systems=systems, measures=measure_list, baseline=base.label, test=test, correction=correction,
                          alpha=alpha, comparisons=comparisons, correlations=correlations, differing_keys=diff,
-                         n_queries=n_queries, notes=notes, excluded=list(excluded))
+                         n_queries=n_queries, notes=notes, excluded=list(excluded),
+                         unit="targets" if attacks else "queries")

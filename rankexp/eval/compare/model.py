@@ -109,6 +109,7 @@ class CompareResult:
     n_queries: int
     notes: list[str] = field(default_factory=list)
     excluded: list[tuple[str, str]] = field(default_factory=list)
+    unit: str = "queries"  # what a paired test pairs on: "queries", or "targets" for attack runs
 
     def system(self, label: str) -> System:
         for s in self.systems:
@@ -151,7 +152,14 @@ class CompareResult:
                 f"(paired {self.test}, {corr}, α = {self.alpha:g}{lower_note}); mean ± std over seeds, [95% CI]")
 
     def tests_line(self) -> str:
-        return f"tests on per-query means over {self.seeds_phrase()} · {self.n_queries} queries"
+        """What the paired tests ran on: the queries (attack runs: targets) every system shares, or, when
+        the systems were evaluated on different sets, the range of shared counts over the tests."""
+        line = f"tests on per-{'target' if self.unit == 'targets' else 'query'} means over {self.seeds_phrase()} · "
+        counts = sorted({c.n_queries for c in self.comparisons})
+        if not counts or counts == [self.n_queries]:
+            return line + f"{self.n_queries} {self.unit}"
+        span = str(counts[0]) if len(counts) == 1 else f"{counts[0]}–{counts[-1]}"
+        return line + f"{span} {self.unit} per test (those each system shares with {self.baseline}; {self.n_queries} shared by all)"
 
     def to_dict(self) -> dict[str, Any]:
         return jsonable({

@@ -156,6 +156,7 @@ class ComparisonTable:
     tests_line: str
     notes: tuple[str, ...]
     fidelity: FidelityTable | None = None
+    unit: str = "queries"  # "targets" for attack runs
 
 
 def comparison_table(result: CompareResult) -> ComparisonTable:
@@ -173,7 +174,7 @@ def comparison_table(result: CompareResult) -> ComparisonTable:
         dev = DevCurve(crow[0][1], tuple(steps), tuple((label, tuple(cells)) for label, _, cells in crow))
     return ComparisonTable(tuple(result.measures), rows, tests, orderings, dev, result.baseline, result.test,
                            result.correction, result.alpha, result.tested(), result.seeds_phrase(), result.n_queries, result.legend(), result.tests_line(), tuple(result.notes),
-                           fidelity_table(result))
+                           fidelity_table(result), result.unit)
 
 
 def result_rows(result: CompareResult) -> list[dict[str, Any]]:

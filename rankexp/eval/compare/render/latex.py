@@ -35,6 +35,6 @@ def to_latex(result: CompareResult) -> str:
     corr = "no correction" if t.correction == "none" else f"{t.correction} correction over {t.tested} comparisons"
     caption = (f"Mean $\\pm$ std over seeds. $^\\blacktriangle$/$^\\blacktriangledown$: significantly better/worse than "
                f"{latex_escape(t.baseline)} (paired {t.test}, {corr}, $\\alpha={t.alpha:g}$); "
-               f"tests on per-query means over {t.seeds_phrase}, {t.n_queries} queries.")
+               f"{latex_escape(t.tests_line.replace(' · ', ', ')).replace('–', '--')}.")
     lines += ["\\bottomrule", "\\end{tabular}", f"\\caption{{{caption}}}", "\\end{table}"]
     return "\n".join(lines) + "\n"

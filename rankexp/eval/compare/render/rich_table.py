@@ -34,7 +34,7 @@ def comparison_renderables(result: CompareResult, datasets: Sequence[str] = ()) 
     """What ``rankexp compare`` prints, in order. ``datasets``: the runs' dataset names for the title."""
     t = comparison_table(result)
     where = f"{', '.join(datasets)} test split · " if datasets else ""
-    table = Table(title=f"{where}{t.n_queries} queries · baseline {t.baseline}")
+    table = Table(title=f"{where}{t.n_queries} {t.unit} · baseline {t.baseline}")
     table.add_column("system")
     table.add_column("seeds", justify="right")
     for m in t.measures:
