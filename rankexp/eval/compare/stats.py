@@ -95,12 +95,12 @@ def _ordering_correlation(ref_name: str, est_name: str, systems: Sequence[str],
                                reference_order=ro, estimate_order=eo)
 
 
-def ordering_correlations(systems: Sequence[System], measures: Sequence[str], notes: list[str] | None = None,
-                          dev_test: bool = True) -> list[OrderingCorrelation]:
+def ordering_correlations(systems: Sequence[System], measures: Sequence[str],
+                          notes: list[str] | None = None) -> list[OrderingCorrelation]:
     """Kendall tau-b, tau_ap and RBO between the system orderings by each pair of measures (the
     first of a pair is tau_ap's reference; every ordering is best first, lowest first for a
     LOWER_IS_BETTER measure), and between dev and test orderings when every group has a dev value
-    (reference: test; ``dev_test=False`` skips it, e.g. for attack runs, which have no dev split)."""
+    (reference: test). Attack runs get none (``compare`` does not call this for them)."""
     out: list[OrderingCorrelation] = []
     if len(systems) < 2:
         return out
@@ -114,7 +114,7 @@ def ordering_correlations(systems: Sequence[System], measures: Sequence[str], no
                 out.append(_ordering_correlation(a, b, labels, [direction(a) * s.mean(a) for s in systems],
                                                  [direction(b) * s.mean(b) for s in systems]))
     groups = [s for s in systems if s.kind == "group"]
-    if dev_test and len(groups) >= 2:
+    if len(groups) >= 2:
         if all(g.dev is not None for g in groups) and len({g.dev["measure"] for g in groups}) == 1:
             dm = groups[0].dev["measure"]
             if all(dm in (r.metrics.get("model") or {}) for g in groups for r in g.runs):
