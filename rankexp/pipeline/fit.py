@@ -36,6 +36,32 @@ class Fitted:
     wise_ft: dict | None = None  # train.wise_ft: the chosen alpha and every candidate's dev score
 
 
+def untrained_start(prep: Prepared, encoder, mode: str, has_dev: bool) -> tuple[Prediction, dict | None]:
+    """The untrained start's test ranking and dev run (None without dev queries). Reranking scores come
+    from the project cache when a run with the same start weights and candidates scored them before
+    (rankexp.pipeline.untrained); retrieval is computed."""
+    cfg = prep.cfg
+    batch = int(cfg.eval.batch_size)
+    if mode != "rerank":
+        dev_run = (prep.scorer.score_candidates(encoder, prep.texts, prep.dev_pairs, batch, prep.device, None, "scoring dev")
+                   if has_dev else None)
+        return predict_split(prep, encoder, mode), dev_run
+    from rankexp.pipeline.untrained import untrained_scores
+
+    k = int(cfg.eval.rerank_k)
+    test_pairs = prep.candidates(prep.split["test"], k)
+    fast = cfg.eval.get("fast")
+
+    def score(pairs, what):
+        return prep.scorer.score_candidates(encoder, prep.texts, pairs, batch, prep.device,
+                                            fast if pairs is test_pairs else None, what)
+
+    t0 = time.perf_counter()
+    test_run, dev_run, cached = untrained_scores(prep, encoder, test_pairs, list(prep.dev_pairs) if has_dev else [], score)
+    info = {"mode": "rerank", "k": k, "cached": cached, "timings": {"rerank_s": time.perf_counter() - t0}}
+    return Prediction(test_run, info, k, list(prep.measures)), (dev_run if has_dev else None)
+
+
 def callbacks_for(prep: Prepared, rd: RunDir, has_dev: bool, val_every: int):
     """History, throughput, signal guard, best/last checkpoints, early stopping, progress bar."""
     from pytorch_lightning.callbacks import EarlyStopping, ModelCheckpoint
@@ -119,10 +145,8 @@ def fit(prep: Prepared, module, rd: RunDir, resume: Path | None) -> Fitted:
     start_state = {k: v.detach().clone() for k, v in module.state_dict().items()} if select_start and want_untrained else None
     if want_untrained and trainer.is_global_zero:
         t0 = time.perf_counter()
-        untrained = predict_split(prep, module.encoder, mode)
+        untrained, dev_run = untrained_start(prep, module.encoder, mode, has_dev)
         if has_dev:  # the dev measure at step 0, so dev curves start where training starts
-            dev_run = prep.scorer.score_candidates(module.encoder, prep.texts, prep.dev_pairs, int(cfg.eval.batch_size),
-                                                   prep.device, None, "scoring dev")
             untrained_dev = evaluate(dev_run, prep.dev_qrels, [prep.dev_measure], qids=prep.split["dev"],
                                      complete=True).aggregate[prep.dev_measure]
             if resume is None:
