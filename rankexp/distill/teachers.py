@@ -223,15 +223,9 @@ def _read_partial(path: Path) -> dict[tuple[str, str], float]:
 
 def _read_scores(entry: Path) -> dict[str, dict[str, float]]:
     from rankexp.tracking.cache import read_file
+    from rankexp.utils.io import read_pair_scores
 
-    def read(p: Path) -> dict[str, dict[str, float]]:
-        run: dict[str, dict[str, float]] = {}
-        for line in p.read_text(encoding="utf-8").splitlines():
-            q, d, s = line.split("\t")
-            run.setdefault(q, {})[d] = float(s)
-        return run
-
-    return read_file(entry / "scores.tsv", read)
+    return read_file(entry / "scores.tsv", read_pair_scores)
 
 
 # ---------------------------------------------------------------------------------- pipeline hooks

@@ -51,38 +51,25 @@ def cache_key(prep, encoder, test_pairs: Sequence[tuple[str, str]], dev_pairs: S
             "fast": cfg.eval.get("fast")}
 
 
-def _write(path: Path, run: dict[str, dict[str, float]]) -> None:
-    with open(path, "w", encoding="utf-8") as fh:
-        for q, docs in run.items():
-            fh.writelines(f"{q}\t{d}\t{s!r}\n" for d, s in docs.items())
-
-
-def _read(path: Path) -> dict[str, dict[str, float]]:
-    run: dict[str, dict[str, float]] = {}
-    for line in path.read_text(encoding="utf-8").splitlines():
-        q, d, s = line.split("\t")
-        run.setdefault(q, {})[d] = float(s)
-    return run
-
-
 def untrained_scores(prep, encoder, test_pairs: list[tuple[str, str]], dev_pairs: list[tuple[str, str]],
                      score) -> tuple[dict, dict, bool]:
     """(test run, dev run, cached?) of the untrained ``encoder``: ``score(pairs, description)`` computes a run;
     the project cache holds the result for every later run with the same start and candidates."""
     from rankexp.tracking.cache import read_file
+    from rankexp.utils.io import read_pair_scores, write_pair_scores
 
     cache = prep.cache
     n_events = len(cache.events)
 
     def build(tmp: Path) -> None:
-        _write(tmp / "test.tsv", score(test_pairs, "reranking test (untrained)"))
-        _write(tmp / "dev.tsv", score(dev_pairs, "scoring dev (untrained)") if dev_pairs else {})
+        write_pair_scores(tmp / "test.tsv", score(test_pairs, "reranking test (untrained)"))
+        write_pair_scores(tmp / "dev.tsv", score(dev_pairs, "scoring dev (untrained)") if dev_pairs else {})
 
     def reader(entry: Path) -> tuple[dict, dict]:
         out = []
         for name, pairs in (("test.tsv", test_pairs), ("dev.tsv", dev_pairs)):
             def read(path: Path, pairs=pairs) -> dict:
-                run = _read(path)
+                run = read_pair_scores(path)
                 missing = sum(1 for q, d in pairs if d not in run.get(q, {}))
                 if missing:  # an entry that does not hold what its key says is damaged: rebuilt once
                     raise ValueError(f"{missing} of its {len(pairs)} pairs are missing")

@@ -71,3 +71,19 @@ def write_json(path: str | os.PathLike, obj: Any) -> None:
 def read_json(path: str | os.PathLike) -> Any:
     with open(path, encoding="utf-8") as fh:
         return json.load(fh)
+
+
+def write_pair_scores(path: str | os.PathLike, run: dict[str, dict[str, float]]) -> None:
+    """``query<TAB>document<TAB>score`` lines (the score's repr: it reads back bitwise)."""
+    with open(path, "w", encoding="utf-8") as fh:
+        for q, docs in run.items():
+            fh.writelines(f"{q}\t{d}\t{s!r}\n" for d, s in docs.items())
+
+
+def read_pair_scores(path: str | os.PathLike) -> dict[str, dict[str, float]]:
+    """What :func:`write_pair_scores` wrote, in the same order; a malformed line raises ValueError."""
+    run: dict[str, dict[str, float]] = {}
+    for line in Path(path).read_text(encoding="utf-8").splitlines():
+        q, d, s = line.split("\t")
+        run.setdefault(q, {})[d] = float(s)
+    return run
