@@ -380,3 +380,43 @@ def test_a_first_stage_teacher_scores_its_ranking_and_floors_the_rest(vaswani_sl
     assert bad.exit_code == 2 and "not a first stage" in bad.output and "Traceback" not in bad.output
     both = _distill_run(vaswani_slice, tmp_path / "o3", "kl", ["distill.teacher.first_stage=bm25", "distill.teacher.run=x"])
     assert both.exit_code == 2 and "exactly one teacher" in both.output
+
+
+def test_teacher_scores_document_major_chunks(tmp_path, monkeypatch):
+    """A model teacher scores its pairs in chunks grouped by document, so a bi-encoder teacher encodes each
+    document about once; what lands in the cache is every pair's own score, in the requested order."""
+    from types import SimpleNamespace
+
+    from omegaconf import OmegaConf
+
+    import rankexp.data.tokens as tokens
+    import rankexp.distill.teachers as teachers
+    from rankexp.tracking.cache import Cache
+
+    run = tmp_path / "t.run"
+    run.write_text("q1 Q0 a 1 3.0 t\n")
+    cfg = OmegaConf.create({"kind": "kl", "teacher": {"model": None, "run": str(run), "batch_size": 8}})
+    prep = SimpleNamespace(cache=Cache(tmp_path / "cache"), collection=SimpleNamespace(fingerprint="fp"), device="cpu",
+                           cfg=OmegaConf.create({"model": {}}))
+    chunks: list[list[tuple[str, str]]] = []
+
+    class Scorer:
+        def score_candidates(self, encoder, texts, pairs, batch_size, device, fast, description):
+            chunks.append(list(pairs))
+            out: dict = {}
+            for q, d in pairs:
+                out.setdefault(q, {})[d] = float(int(q[1:]) * 100 + ord(d[0]))  # a pair's own score
+            return out
+
+    teacher = teachers.Teacher(cfg, prep)
+    teacher.file_run, teacher.ranker = None, SimpleNamespace(encoder=None, scorer=Scorer())
+    monkeypatch.setattr(teachers, "CHUNK", 6)
+    monkeypatch.setattr(tokens, "build_texts", lambda *a, **k: None)
+    docs = "abcdef"
+    pairs = [(f"q{i}", d) for i in range(1, 4) for d in docs]  # query-major: 3 queries x 6 documents
+    teacher.fill(pairs)
+    assert teacher == {q: {d: float(int(q[1:]) * 100 + ord(d)) for d in docs} for q in ("q1", "q2", "q3")}
+    # 18 pairs in chunks of 6: query-major chunks would hold all 6 documents each (18 encodings); document-major, 6
+    assert [len(c) for c in chunks] == [6, 6, 6] and sum(len({d for _, d in c}) for c in chunks) == 6
+    entry = next(p for p in (tmp_path / "cache" / teachers.KIND).iterdir() if p.is_dir() and not p.name.startswith("."))
+    assert [tuple(line.split("\t")[:2]) for line in (entry / "scores.tsv").read_text().splitlines()] == sorted(pairs)

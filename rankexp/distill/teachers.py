@@ -117,7 +117,11 @@ class Teacher(dict):
         if partial.exists():  # rewrite what was finished, dropping a line cut by the interruption
             with open(partial, "w", encoding="utf-8") as fh:
                 fh.writelines(f"{q}\t{d}\t{v!r}\n" for (q, d), v in done.items())
-        todo = [p for p in pairs if p not in done]
+        # document-major chunks: a bi-encoder teacher encodes each distinct document of a chunk once, so
+        # grouping a document's pairs into one chunk encodes it about once instead of once per chunk that
+        # holds one of its queries (SciFact, BM25's top 50 of 243 claims: 4,250 document encodings
+        # instead of 9,050). A cross-encoder teacher scores pairs one by one: the order does not matter.
+        todo = sorted((p for p in pairs if p not in done), key=lambda p: (p[1], p[0]))
         if self.file_run is not None:
             with open(partial, "a", encoding="utf-8") as fh:
                 for q, d in todo:
