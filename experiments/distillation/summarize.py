@@ -34,6 +34,7 @@ def main(dirs: list[str]) -> None:
     rows: dict[tuple[str, str], list[dict]] = defaultdict(list)
     refs: dict[str, dict[str, float]] = defaultdict(dict)  # student -> seed -> the untrained start's nDCG@10
     bm25 = set()
+    depths = set()  # the reranking depths of the runs (the BM25 row says which)
     for d in map(Path, dirs):
         if not (d / "metrics.json").exists():
             print(f"skipped (not complete): {d}", file=sys.stderr)
@@ -47,6 +48,7 @@ def main(dirs: list[str]) -> None:
         rows[(who, ov.get("distill", "none"))].append({"seed": ov.get("seed"), "m": m})
         refs[who][str(ov.get("seed"))] = m["untrained"]["nDCG@10"]
         bm25.add(round(m["baseline"]["nDCG@10"], 4))
+        depths.add(m.get("rerank_k"))
     order = ["none", "margin_mse", "kl", "pld"]
     print("| student | distill | seeds | test nDCG@10 | per seed | Δ vs start (p) per seed | learned | fidelity τ (start) | top-10 overlap (start) "
           "| teacher scoring s | cache builds/hits | wall min |")
@@ -73,7 +75,7 @@ def main(dirs: list[str]) -> None:
         seeds = sorted(refs[who])  # a start with a fresh head (the cross-encoder) differs per seed
         starts = [refs[who][k] for k in seeds]
         print(f"| {who} | untrained start | {','.join(seeds)} | {ms(starts)} | {' / '.join(f'{x:.4f}' for x in starts)} | | | | | | | |")
-    print(f"| BM25 (first stage, top 100) | | | {' / '.join(map(str, sorted(bm25)))} | | | | | | | | |")
+    print(f"| BM25 (first stage; students rerank its top {' / '.join(map(str, sorted(d for d in depths if d)))}) | | | {' / '.join(map(str, sorted(bm25)))} | | | | | | | | |")
 
 
 if __name__ == "__main__":
