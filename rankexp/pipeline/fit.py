@@ -57,8 +57,8 @@ def untrained_start(prep: Prepared, encoder, mode: str, has_dev: bool) -> tuple[
                                             fast if pairs is test_pairs else None, what)
 
     t0 = time.perf_counter()
-    test_run, dev_run, cached = untrained_scores(prep, encoder, test_pairs, list(prep.dev_pairs) if has_dev else [], score)
-    info = {"mode": "rerank", "k": k, "cached": cached, "timings": {"rerank_s": time.perf_counter() - t0}}
+    test_run, dev_run = untrained_scores(prep, encoder, test_pairs, list(prep.dev_pairs) if has_dev else [], score)
+    info = {"mode": "rerank", "k": k, "timings": {"rerank_s": time.perf_counter() - t0}}
     return Prediction(test_run, info, k, list(prep.measures)), (dev_run if has_dev else None)
 
 

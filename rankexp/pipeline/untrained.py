@@ -52,14 +52,13 @@ def cache_key(prep, encoder, test_pairs: Sequence[tuple[str, str]], dev_pairs: S
 
 
 def untrained_scores(prep, encoder, test_pairs: list[tuple[str, str]], dev_pairs: list[tuple[str, str]],
-                     score) -> tuple[dict, dict, bool]:
-    """(test run, dev run, cached?) of the untrained ``encoder``: ``score(pairs, description)`` computes a run;
+                     score) -> tuple[dict, dict]:
+    """(test run, dev run) of the untrained ``encoder``: ``score(pairs, description)`` computes a run;
     the project cache holds the result for every later run with the same start and candidates."""
     from rankexp.tracking.cache import read_file
     from rankexp.utils.io import read_pair_scores, write_pair_scores
 
     cache = prep.cache
-    n_events = len(cache.events)
 
     def build(tmp: Path) -> None:
         write_pair_scores(tmp / "test.tsv", score(test_pairs, "reranking test (untrained)"))
@@ -77,6 +76,4 @@ def untrained_scores(prep, encoder, test_pairs: list[tuple[str, str]], dev_pairs
             out.append(read_file(entry / name, read))
         return out[0], out[1]
 
-    test, dev = cache.load(KIND, cache_key(prep, encoder, test_pairs, dev_pairs), build, reader)
-    hit = all(e.hit for e in cache.events[n_events:] if e.kind == KIND)
-    return test, dev, hit
+    return cache.load(KIND, cache_key(prep, encoder, test_pairs, dev_pairs), build, reader)
