@@ -11,19 +11,13 @@ the run's wall time. Reference rows: BM25 (the first stage) and each student's u
 
 from __future__ import annotations
 
-import json
-import statistics
 import sys
 from collections import defaultdict
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+from summaries import complete_runs, ms  # noqa: E402
 
-def ms(xs: list[float], nd: int = 4) -> str:
-    if not xs:
-        return "–"
-    if len(xs) == 1:
-        return f"{xs[0]:.{nd}f}"
-    return f"{statistics.mean(xs):.{nd}f} ± {statistics.stdev(xs):.{nd}f}"
 
 
 def student(cfg: str) -> str:
@@ -35,11 +29,7 @@ def main(dirs: list[str]) -> None:
     refs: dict[str, dict[str, float]] = defaultdict(dict)  # student -> seed -> the untrained start's nDCG@10
     bm25 = set()
     depths = set()  # the reranking depths of the runs (the BM25 row says which)
-    for d in map(Path, dirs):
-        if not (d / "metrics.json").exists():
-            print(f"skipped (not complete): {d}", file=sys.stderr)
-            continue
-        m = json.loads((d / "metrics.json").read_text())
+    for d, m in complete_runs(dirs):
         ov = dict(l.split("=", 1) for l in (d / "overrides.txt").read_text().split() if "=" in l)
         if not ov.get("experiment", "").startswith("distillation"):
             print(f"skipped (not a distillation study member): {d}", file=sys.stderr)
