@@ -7,6 +7,7 @@ the paired t-test against the untrained start per seed (metrics.json -> paired_t
 how many seeds learned (p < 0.05 and better; how many kept the start on dev), the share of hidden positives among the training
 negatives, how well the run's estimates separate hidden positives from true negatives on the
 training pool (ROC AUC; CET's coupled estimate and the relevance model's own), and the wall time.
+Dev: nDCG@10 of the untrained start and of the best checkpoint (the start when no step beats it).
 Reference rows: BM25 (the first stage at the runs' rerank depth) and the untrained start.
 Arms: naive = debias=none with no skip; skip-top-n = debias=none with negatives.skip_top=n;
 CET (selection=S) = debias=cet.
@@ -55,18 +56,18 @@ def main(dirs: list[str]) -> None:
     order = ["naive", "skip-top-5", "CET (selection=model)", "CET (selection=buckets)"]
     for data in sorted({k[0] for k in rows}):
         print(f"\n{data}\n")
-        print("| hidden share | arm | seeds | test nDCG@10 | per seed | Δ vs start (p) per seed | learned "
+        print("| hidden share | arm | seeds | dev @0 → best (step) | test nDCG@10 | per seed | Δ vs start (p) per seed | learned "
               "| hidden positives among negatives | AUC, CET estimate | AUC, relevance model | wall min |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
         for share in sorted({s for dd, s, _ in rows if dd == data}):
             names = {a for dd, s, a in rows if dd == data and s == share}
             for name in sorted(names, key=lambda a: order.index(a) if a in order else 9):
                 print(row(share, name, sorted(rows[(data, share, name)], key=lambda r: str(r["seed"]))))
         st = starts[data]
-        print(f"| – | untrained start | {','.join(sorted(st))} | {ms(list(st.values()))} | "
+        print(f"| – | untrained start | {','.join(sorted(st))} | | {ms(list(st.values()))} | "
               f"{' / '.join(f'{v:.4f}' for _, v in sorted(st.items()))} | | | | | | |")
         print(f"| – | BM25 (first stage, top {'/'.join(str(x) for x in sorted(depths, key=str))}) | | "
-              f"{'/'.join(f'{x:.4f}' for x in sorted(bm25[data]))} | | | | | | | |")
+              f"| {'/'.join(f'{x:.4f}' for x in sorted(bm25[data]))} | | | | | | | |")
     print(f"\ntraining steps: {sorted(steps)}")
 
 
@@ -81,7 +82,9 @@ def row(share: float, name: str, rs: list[dict]) -> str:
     auc = {k: [x["separation"][k]["roc_auc"] for x in deb
                if (x.get("separation") or {}).get(k, {}).get("roc_auc") is not None] for k in ("cet", "relevance")}
     wall = [r["m"]["train"]["total_s"] / 60 for r in rs]
-    return (f"| {share:g} | {name} | {','.join(str(r['seed']) for r in rs)} | {ms(nd)} | {' / '.join(f'{x:.4f}' for x in nd)} "
+    devs = " / ".join(f"{dv['untrained']:.3f} → {dv['best']:.3f} ({dv['best_step']})" if "untrained" in dv else f"{dv.get('best', 0):.3f}"
+                      for dv in ((r["m"].get("dev") or {}) for r in rs))
+    return (f"| {share:g} | {name} | {','.join(str(r['seed']) for r in rs)} | {devs} | {ms(nd)} | {' / '.join(f'{x:.4f}' for x in nd)} "
             f"| {delta} | {learned} of {len(rs)}{f' ({kept} kept the start)' if kept else ''} | {ms(hid, 3)} "
             f"| {ms(auc['cet'], 3)} | {ms(auc['relevance'], 3)} | {'/'.join(f'{w:.1f}' for w in wall)} |")
 
