@@ -19,7 +19,6 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 from summaries import complete_runs, ms  # noqa: E402
 
 
-
 def student(cfg: str) -> str:
     return "cross-encoder, 2 layers" if "distillation_cross" in cfg or "cross_encoder" in cfg else "bi-encoder, 2 layers"
 
