@@ -47,7 +47,7 @@ def main(dirs: list[str]) -> None:
             continue
         data = str(m.get("dataset") or cfg["data"].get("name"))
         share = float(pooling.get("hide") if pooling.get("hide") is not None else -1)
-        rows[(data, share, arm(cfg))].append({"seed": cfg.get("seed"), "m": m, "dir": d})
+        rows[(data, share, arm(cfg))].append({"seed": cfg.get("seed"), "m": m})
         if "untrained" in m:
             starts[data][str(cfg.get("seed"))] = m["untrained"]["nDCG@10"]
         bm25[data].add(round(m["baseline"]["nDCG@10"], 4))
