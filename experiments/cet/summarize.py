@@ -8,7 +8,8 @@ how many seeds learned (p < 0.05 and better; how many kept the start on dev), th
 negatives, how well the run's estimates separate hidden positives from true negatives on the
 training pool (ROC AUC; CET's coupled estimate and the relevance model's own), and the wall time.
 Dev: nDCG@10 of the untrained start and of the best checkpoint (the start when no step beats it).
-Reference rows: BM25 (the first stage at the runs' rerank depth) and the untrained start.
+One table per (dataset, model). Reference rows: BM25 (the first stage at the runs' rerank depth) and the
+untrained start.
 Arms: naive = debias=none with no skip; skip-top-n = debias=none with negatives.skip_top=n;
 CET (selection=S) = debias=cet.
 """
@@ -32,26 +33,32 @@ def arm(cfg: dict) -> str:
     return f"skip-top-{skip}" if skip else "naive"
 
 
+def model_name(cfg: dict) -> str:
+    target = str(((cfg.get("model") or {}).get("encoder") or {}).get("_target_", ""))
+    return {"BiEncoder": "bi-encoder", "CrossEncoder": "cross-encoder"}.get(target.rsplit(".", 1)[-1], target or "?")
+
+
 def main(dirs: list[str]) -> None:
     import yaml
 
     rows: dict[tuple[str, float, str], list[dict]] = defaultdict(list)
-    starts: dict[str, dict[str, float]] = defaultdict(dict)  # dataset -> seed -> the untrained start's test nDCG@10
+    starts: dict[str, dict[str, float]] = defaultdict(dict)  # (dataset, model) -> seed -> the untrained start's test nDCG@10
     bm25: dict[str, set] = defaultdict(set)
-    depths, steps = set(), set()
+    depths: dict[str, set] = defaultdict(set)  # per table: the first stage's rerank depth
+    steps = set()
     for d, m in complete_runs(dirs):
         cfg = yaml.safe_load((d / "config.yaml").read_text())
         pooling = (cfg.get("data") or {}).get("pooling")
         if not pooling:
             print(f"skipped (no data.pooling): {d}", file=sys.stderr)
             continue
-        data = str(m.get("dataset") or cfg["data"].get("name"))
+        data = f"{m.get('dataset') or cfg['data'].get('name')}, {model_name(cfg)}"
         share = float(pooling.get("hide") if pooling.get("hide") is not None else -1)
         rows[(data, share, arm(cfg))].append({"seed": cfg.get("seed"), "m": m})
         if "untrained" in m:
             starts[data][str(cfg.get("seed"))] = m["untrained"]["nDCG@10"]
         bm25[data].add(round(m["baseline"]["nDCG@10"], 4))
-        depths.add(m.get("rerank_k"))
+        depths[data].add(m.get("rerank_k"))
         steps.add(cfg["trainer"]["max_steps"])
     order = ["naive", "skip-top-5", "CET (selection=model)", "CET (selection=buckets)"]
     for data in sorted({k[0] for k in rows}):
@@ -66,7 +73,7 @@ def main(dirs: list[str]) -> None:
         st = starts[data]
         print(f"| – | untrained start | {','.join(sorted(st))} | | {ms(list(st.values()))} | "
               f"{' / '.join(f'{v:.4f}' for _, v in sorted(st.items()))} | | | | | | |")
-        print(f"| – | BM25 (first stage, top {'/'.join(str(x) for x in sorted(depths, key=str))}) | | "
+        print(f"| – | BM25 (first stage, top {'/'.join(str(x) for x in sorted(depths[data], key=str))}) | | "
               f"| {'/'.join(f'{x:.4f}' for x in sorted(bm25[data]))} | | | | | | | |")
     print(f"\ntraining steps: {sorted(steps)}")
 
