@@ -87,7 +87,7 @@ def vaswani_setup(max_length: int, max_query_length: int = 32, n_groups: int = 0
     from rankexp.data.tokens import PairEncoder, build_token_tables
     from rankexp.tracking.cache import Cache
 
-    cfg = compose(["data=vaswani", f"model.encoder.max_length={max_length}",
+    cfg = compose(["data=vaswani", "model=cross_encoder", f"model.encoder.max_length={max_length}",
                    f"model.encoder.max_query_length={max_query_length}", f"train.num_negatives={num_negatives}",
                    f"seed={seed}", "logger=none"])
     collection = load_collection(cfg.data)

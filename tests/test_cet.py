@@ -300,3 +300,23 @@ def test_cet_refuses_what_it_cannot_correct_before_any_data_work(vaswani_slice, 
         api.train(cfg)
     assert "\n" not in str(e.value)
     assert not (api.rundir_for(cfg).path / "split.json").exists()  # before the collection was read
+
+
+def test_in_batch_negatives_dropped_by_cet_is_said(caplog):
+    """A bi-encoder with in_batch=true under debias=cet trains on its groups only: one warning says so (a
+    silent fallback would let a naive in-batch run vs a CET run be read as CET's effect)."""
+    from types import SimpleNamespace
+
+    from rankexp.pipeline.build import warn_in_batch_dropped
+
+    bi = SimpleNamespace(in_batch=True)
+    with caplog.at_level("WARNING", logger="rankexp.pipeline.build"):
+        assert warn_in_batch_dropped(SimpleNamespace(encoder=bi, loss_fn=CET(selection="model"), dynamic=None))
+    assert len(caplog.records) == 1 and "in_batch=true is ignored" in caplog.records[0].getMessage()
+    assert "cet" in caplog.records[0].getMessage()
+    caplog.clear()
+    with caplog.at_level("WARNING", logger="rankexp.pipeline.build"):
+        assert not warn_in_batch_dropped(SimpleNamespace(encoder=bi, loss_fn=SoftmaxCELoss(), dynamic=None))
+        assert not warn_in_batch_dropped(SimpleNamespace(encoder=SimpleNamespace(in_batch=False), loss_fn=CET(), dynamic=None))
+        assert not warn_in_batch_dropped(SimpleNamespace(encoder=SimpleNamespace(), loss_fn=RankNetLoss(), dynamic=None))
+    assert not caplog.records

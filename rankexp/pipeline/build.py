@@ -54,9 +54,30 @@ def build_module(prep: Prepared):
     from rankexp.debias import attach  # debias=cet wraps the loss (module.loss_fn, a checkpointed submodule)
 
     attach(prep, module)
+    warn_in_batch_dropped(module)
     if hasattr(module, "check_inputs"):  # what the loss/weighter require in a batch: one line now, before any training
         module.check_inputs(batch_sources(prep))
     return module
+
+
+def warn_in_batch_dropped(module: Any) -> bool:
+    """A bi-encoder with ``model.encoder.in_batch=true`` whose (final) loss cannot score extra negatives
+    (distillation, ``debias=cet``, pairwise/pointwise losses) trains on each group's own documents only:
+    say so once, so that a comparison with an in-batch run is not read as the technique's effect.
+    Returns whether it warned."""
+    import logging
+
+    enc = getattr(module, "encoder", None)
+    loss = getattr(module, "loss_fn", None)
+    if not getattr(enc, "in_batch", False) or getattr(module, "dynamic", None) is not None or loss is None:
+        return False
+    if getattr(loss, "accepts_extra_negatives", False):
+        return False
+    logging.getLogger(__name__).warning(
+        "model.encoder.in_batch=true is ignored: loss %s scores each group's own documents only, so this run has "
+        "no in-batch negatives (set model.encoder.in_batch=false in the runs it is compared with)",
+        getattr(loss, "name", type(loss).__name__))
+    return True
 
 
 def batch_sources(prep: Prepared) -> dict[str, Any]:
