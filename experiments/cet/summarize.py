@@ -30,7 +30,11 @@ def arm(cfg: dict) -> str:
         return f"CET (selection={debias.get('selection', 'buckets')})" + (
             f" + skip-top-{cfg['negatives']['skip_top']}" if cfg["negatives"].get("skip_top") else "")
     skip = int(cfg["negatives"].get("skip_top") or 0)
-    return f"skip-top-{skip}" if skip else "naive"
+    # a bi-encoder's listwise loss also takes the batch's other documents as negatives unless in_batch=false
+    # (CET ignores them, and says so): such a naive run is a different arm
+    enc = (cfg.get("model") or {}).get("encoder") or {}
+    extra = " + in-batch negatives" if enc.get("in_batch") and model_name(cfg) == "bi-encoder" else ""
+    return (f"skip-top-{skip}" if skip else "naive") + extra
 
 
 def model_name(cfg: dict) -> str:
@@ -60,7 +64,7 @@ def main(dirs: list[str]) -> None:
         bm25[data].add(round(m["baseline"]["nDCG@10"], 4))
         depths[data].add(m.get("rerank_k"))
         steps.add(cfg["trainer"]["max_steps"])
-    order = ["naive", "skip-top-5", "CET (selection=model)", "CET (selection=buckets)"]
+    order = ["naive", "naive + in-batch negatives", "skip-top-5", "CET (selection=model)", "CET (selection=buckets)"]
     for data in sorted({k[0] for k in rows}):
         print(f"\n{data}\n")
         print("| hidden share | arm | seeds | dev @0 → best (step) | test nDCG@10 | per seed | Δ vs start (p) per seed | learned "
