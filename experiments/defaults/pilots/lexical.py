@@ -11,12 +11,15 @@ the pseudo-query instead of a generated one).
 
 Loop: pseudo-query = a random span of 6-14 words of a random vaswani document; candidates = BM25's top 30
 for it, 16 sampled per query (the top 4 always kept); loss = KL(softmax(teacher / tau_t) || softmax(20 *
-cos)), or with TAU_T <= 0 the
-teacher's z-scores times 20 * the start's cosine spread (its own units: zero loss at w = 0); AdamW, linear warm-up 10 % then decay, clip 1, max length 128 in training. Evaluation reranks
+cos)), or, with TAU_T <= 0, the teacher's z-scores times 20 x the start's cosine spread (the student's
+own units: zero loss at w = 0); AdamW, linear warm-up 10 % then decay, clip 1, max length 128 in
+training. Evaluation reranks
 BM25's top 100 of vaswani dev (9) and test (28), split seed 0, max length 256 (as ``pilots/extra.py``).
 Optionally (LABELS=1) the 56 training queries' judged pairs are mixed in with in-batch softmax CE.
 
-Usage (repository root, HF_HUB_OFFLINE=1, RANKEXP_OUTPUT for the BM25 cache):
+Usage (HF_HUB_OFFLINE=1; RANKEXP_DATA: the folder with vaswani/, default ../shared/data; RANKEXP_OUTPUT for the
+BM25 cache). The runs in the README: ``train 100 2e-5 1 0.2 0.5 4 25``, ``train 100 2e-5 1 0.2 0 4 25`` (both
+stopped at step 25) and ``train 50 3e-6 1 0.2 0 4 25``:
     python experiments/defaults/pilots/lexical.py headroom
     python experiments/defaults/pilots/lexical.py train STEPS LR SEED W TAU_T QUERIES_PER_STEP EVAL_EVERY
 """
