@@ -373,3 +373,26 @@ def test_tests_line_says_how_many_queries_each_test_shares():
         "· 6–24 targets per test (those each system shares with base; 0 shared by all)")
     assert "per-target means" in result([6], 6, "targets").tests_line()
     assert result([5, 5], 3).tests_line().endswith("· 5 queries per test (those each system shares with base; 3 shared by all)")
+
+
+def test_runs_that_differ_only_in_the_pooling_simulator_share_their_untrained_and_first_stage_rows(fx, tmp_path):
+    """data.pooling hides training positives only: the untrained start and the first stage are scored on the
+    same test queries, so they stay one row each (not 'untrained #1 / #2' and a mixed first-stage note)."""
+    import yaml
+
+    out, runs = fx
+    copies = tmp_path / "runs"
+    shutil.copytree(out / "runs", copies)
+    for s in SEEDS:
+        path = copies / runs[("pairwise", s)].name / "config.yaml"
+        cfg = yaml.safe_load(path.read_text())
+        cfg["data"]["pooling"] = {"system": "random", "hide": 0.6, "seed": 0}
+        path.write_text(yaml.safe_dump(cfg))
+    data = as_json(copies)
+    kinds = [s["kind"] for s in data["systems"]]
+    untrained = [s["label"] for s in data["systems"] if s["label"].startswith("untrained")]
+    assert untrained == ["untrained"], untrained
+    assert kinds.count("first_stage") == 1
+    assert not any("different first-stage setups" in n for n in data.get("notes", []))
+    groups = {s["label"] for s in data["systems"] if s["kind"] == "group"}
+    assert any("pooling" in g for g in groups), groups  # the trained systems still differ
