@@ -79,7 +79,7 @@ def first_stage_system(runs: Sequence[StoredRun], measures: Sequence[str], notes
     setups: dict[str, StoredRun] = {}
     for r in runs:
         cfg = OmegaConf.to_container(r.config, resolve=True)
-        key = canon([test_data(cfg), cfg.get("first_stage"), (cfg.get("eval") or {}).get("rerank_k"), r.baseline_name])
+        key = canon([scored_data(cfg), cfg.get("first_stage"), (cfg.get("eval") or {}).get("rerank_k"), r.baseline_name])
         setups.setdefault(key, r)
     reps = list(setups.values())
     if not all(name in r.perquery and all(m in r.perquery[name] for m in measures) for r in reps):
@@ -96,7 +96,7 @@ def first_stage_system(runs: Sequence[StoredRun], measures: Sequence[str], notes
                   summaries=summaries, perquery={m: group_perquery(reps, name, m) for m in measures}, runs=list(reps))
 
 
-def test_data(cfg: dict) -> dict:
+def scored_data(cfg: dict) -> dict:
     """The ``data`` config as the test split sees it: ``data.pooling`` (the pooling-bias simulator) hides
     training positives only, so runs that differ in it share their first-stage and untrained rows."""
     return {k: v for k, v in (cfg.get("data") or {}).items() if k != "pooling"}
@@ -114,7 +114,7 @@ def untrained_systems(runs: Sequence[StoredRun], groups: Sequence[Sequence[Store
             continue
         cfg = OmegaConf.to_container(r.config, resolve=True)
         ev = cfg.get("eval") or {}
-        key = canon([test_data(cfg), cfg.get("first_stage"), ev.get("rerank_k"), ev.get("mode"), ev.get("retrieval_k"),
+        key = canon([scored_data(cfg), cfg.get("first_stage"), ev.get("rerank_k"), ev.get("mode"), ev.get("retrieval_k"),
                       (cfg.get("model") or {}).get("encoder")])
         by_seed = {str(x.seed): x for x in setups.get(key, [])}
         by_seed.setdefault(str(r.seed), r)
