@@ -6,6 +6,8 @@ from __future__ import annotations
 import json
 import math
 
+from types import SimpleNamespace
+
 import pytest
 import torch
 
@@ -304,19 +306,28 @@ def test_cet_refuses_what_it_cannot_correct_before_any_data_work(vaswani_slice, 
 
 def test_in_batch_negatives_dropped_by_cet_is_said(caplog):
     """A bi-encoder with in_batch=true under debias=cet trains on its groups only: one warning says so (a
-    silent fallback would let a naive in-batch run vs a CET run be read as CET's effect)."""
-    from types import SimpleNamespace
+    silent fallback would let a naive in-batch run vs a CET run be read as CET's effect). The warning and
+    the training step read the same rule (BiEncoderModule.uses_in_batch / in_batch_dropped)."""
+    from test_hard_negatives import TINY
 
+    from rankexp.models.biencoder import BiEncoder
+    from rankexp.models.bimodule import BiEncoderModule
     from rankexp.pipeline.build import warn_in_batch_dropped
 
-    bi = SimpleNamespace(in_batch=True)
+    torch.manual_seed(0)
+    bi = BiEncoder(max_length=16, max_query_length=8, tiny=TINY, in_batch=True)
+    cet_module = BiEncoderModule(bi, CET(selection="model"), length_buckets=1)
     with caplog.at_level("WARNING", logger="rankexp.pipeline.build"):
-        assert warn_in_batch_dropped(SimpleNamespace(encoder=bi, loss_fn=CET(selection="model"), dynamic=None))
+        assert warn_in_batch_dropped(cet_module)
     assert len(caplog.records) == 1 and "in_batch=true is ignored" in caplog.records[0].getMessage()
     assert "cet" in caplog.records[0].getMessage()
+    assert not cet_module.uses_in_batch
     caplog.clear()
+    listwise = BiEncoderModule(bi, SoftmaxCELoss(), length_buckets=1)
+    assert listwise.uses_in_batch and not listwise.in_batch_dropped
+    off = BiEncoderModule(BiEncoder(max_length=16, max_query_length=8, tiny=TINY, in_batch=False), CET(), length_buckets=1)
     with caplog.at_level("WARNING", logger="rankexp.pipeline.build"):
-        assert not warn_in_batch_dropped(SimpleNamespace(encoder=bi, loss_fn=SoftmaxCELoss(), dynamic=None))
-        assert not warn_in_batch_dropped(SimpleNamespace(encoder=SimpleNamespace(in_batch=False), loss_fn=CET(), dynamic=None))
-        assert not warn_in_batch_dropped(SimpleNamespace(encoder=SimpleNamespace(), loss_fn=RankNetLoss(), dynamic=None))
+        assert not warn_in_batch_dropped(listwise)
+        assert not warn_in_batch_dropped(off)
+        assert not warn_in_batch_dropped(SimpleNamespace(encoder=bi, loss_fn=RankNetLoss()))  # not a bi-encoder module
     assert not caplog.records

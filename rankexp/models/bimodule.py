@@ -51,6 +51,21 @@ class BiEncoderModule(RankingModule):
         return super().techniques()
 
     @property
+    def uses_in_batch(self) -> bool:
+        """Whether training scores each query against the batch's other groups' documents too: the
+        encoder asks for it (``model.encoder.in_batch``), no dynamic sampler trains with its own
+        objective, and the loss accepts extra negatives."""
+        return (self.dynamic is None and bool(getattr(self.encoder, "in_batch", False))
+                and bool(getattr(self.loss_fn, "accepts_extra_negatives", False)))
+
+    @property
+    def in_batch_dropped(self) -> bool:
+        """``model.encoder.in_batch=true`` asked for in-batch negatives that this run's loss cannot take
+        (distillation, ``debias=cet``, pairwise/pointwise losses): it trains on each group's own documents."""
+        return (self.dynamic is None and bool(getattr(self.encoder, "in_batch", False))
+                and not self.uses_in_batch)
+
+    @property
     def provided(self) -> frozenset[str]:
         return frozenset(getattr(self.dynamic, "provides", ()) or ())
 
@@ -62,7 +77,7 @@ class BiEncoderModule(RankingModule):
             return self.dynamic_loss(mined.scores.float() / enc.temperature, mined.batch())
         d = bucketed(enc.encode, batch.docs, self.length_buckets, side="doc")
         b, g = batch.size, batch.group_size
-        if enc.in_batch and self.loss_fn.accepts_extra_negatives:
+        if self.uses_in_batch:
             # distributed (model.encoder.gather_negatives): every rank's documents; group `first` is this rank's first
             d, groups, first = gather_in_batch(d, batch.doc_ids) if getattr(enc, "gather_negatives", True) else (d, batch.doc_ids, 0)
             first //= g

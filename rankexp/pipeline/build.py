@@ -67,12 +67,9 @@ def warn_in_batch_dropped(module: Any) -> bool:
     Returns whether it warned."""
     import logging
 
-    enc = getattr(module, "encoder", None)
-    loss = getattr(module, "loss_fn", None)
-    if not getattr(enc, "in_batch", False) or getattr(module, "dynamic", None) is not None or loss is None:
+    if not getattr(module, "in_batch_dropped", False):  # BiEncoderModule's own rule; other modules have none
         return False
-    if getattr(loss, "accepts_extra_negatives", False):
-        return False
+    loss = module.loss_fn
     logging.getLogger(__name__).warning(
         "model.encoder.in_batch=true is ignored: loss %s scores each group's own documents only, so this run has "
         "no in-batch negatives (set model.encoder.in_batch=false in the runs it is compared with)",
