@@ -2,7 +2,7 @@
 
     python experiments/cet/summarize.py RUN_DIR [RUN_DIR ...]
 
-One row per (hidden share, arm) over its seeds: test nDCG@10 on the FULL qrels (mean ± std, per seed),
+One row per (pool: a random hidden share or a BM25 depth, arm) over its seeds: test nDCG@10 on the FULL qrels (mean ± std, per seed),
 the paired t-test against the untrained start per seed (metrics.json -> paired_ttest.untrained) and
 how many seeds learned (p < 0.05 and better; how many kept the start on dev), the share of hidden positives among the training
 negatives, how well the run's estimates separate hidden positives from true negatives on the
@@ -45,7 +45,7 @@ def model_name(cfg: dict) -> str:
 def main(dirs: list[str]) -> None:
     import yaml
 
-    rows: dict[tuple[str, float, str], list[dict]] = defaultdict(list)
+    rows: dict[tuple[str, tuple[float, str], str], list[dict]] = defaultdict(list)
     starts: dict[str, dict[str, float]] = defaultdict(dict)  # (dataset, model) -> seed -> the untrained start's test nDCG@10
     bm25: dict[str, set] = defaultdict(set)
     depths: dict[str, set] = defaultdict(set)  # per table: the first stage's rerank depth
@@ -57,7 +57,7 @@ def main(dirs: list[str]) -> None:
             print(f"skipped (no data.pooling): {d}", file=sys.stderr)
             continue
         data = f"{m.get('dataset') or cfg['data'].get('name')}, {model_name(cfg)}"
-        share = float(pooling.get("hide") if pooling.get("hide") is not None else -1)
+        share = pool_label(pooling, d)
         rows[(data, share, arm(cfg))].append({"seed": cfg.get("seed"), "m": m})
         if "untrained" in m:
             starts[data][str(cfg.get("seed"))] = m["untrained"]["nDCG@10"]
@@ -82,7 +82,19 @@ def main(dirs: list[str]) -> None:
     print(f"\ntraining steps: {sorted(steps)}")
 
 
-def row(share: float, name: str, rs: list[dict]) -> str:
+def pool_label(pooling: dict, rundir: Path) -> tuple[float, str]:
+    """(sort key, label) of a run's pooling: a random share ``0.3``; a BM25 pool ``BM25 top 20 (60 %)`` with
+    the share it hid (pooling.json)."""
+    if pooling.get("system") == "bm25":
+        import json
+
+        rec = json.loads((rundir / "pooling.json").read_text())
+        return 10 + float(rec["hidden_share"]), f"BM25 top {pooling['depth']} ({100 * rec['hidden_share']:.0f} %)"
+    share = float(pooling.get("hide") or 0.0)
+    return share, f"{share:g}"
+
+
+def row(share: tuple[float, str], name: str, rs: list[dict]) -> str:
     nd = [r["m"]["model"]["nDCG@10"] for r in rs]
     tests = [r["m"].get("paired_ttest", {}).get("untrained", {}).get("nDCG@10") or {} for r in rs]
     delta = " / ".join(f"{t['diff']:+.3f} ({t['p']:.2g})" if t else "–" for t in tests)
@@ -95,7 +107,7 @@ def row(share: float, name: str, rs: list[dict]) -> str:
     wall = [r["m"]["train"]["total_s"] / 60 for r in rs]
     devs = " / ".join(f"{dv['untrained']:.3f} → {dv['best']:.3f} ({dv['best_step']})" if "untrained" in dv else f"{dv.get('best', 0):.3f}"
                       for dv in ((r["m"].get("dev") or {}) for r in rs))
-    return (f"| {share:g} | {name} | {','.join(str(r['seed']) for r in rs)} | {devs} | {ms(nd)} | {' / '.join(f'{x:.4f}' for x in nd)} "
+    return (f"| {share[1]} | {name} | {','.join(str(r['seed']) for r in rs)} | {devs} | {ms(nd)} | {' / '.join(f'{x:.4f}' for x in nd)} "
             f"| {delta} | {learned} of {len(rs)}{f' ({kept} kept the start)' if kept else ''} | {ms(hid, 3)} "
             f"| {ms(auc['cet'], 3)} | {ms(auc['relevance'], 3)} | {'/'.join(f'{w:.1f}' for w in wall)} |")
 
