@@ -233,8 +233,18 @@ def test_train_cet_under_pooling_bias_end_to_end(vaswani_slice, tmp_path, model)
 
     cfg = api.compose(fast_overrides(vaswani_slice, tmp_path, model=model, debias="cet", **{
         "trainer.max_steps": 4, "train.val_every_n_steps": 2, "data.pooling": "{system: random, hide: 0.5, seed: 1}",
-        "train.keep_last_checkpoint": True}))
+        "train.keep_last_checkpoint": True, "trainer.log_every_n_steps": 2}))
     res = api.train(cfg)
+    # the weights' and propensities' histograms over training, in history.jsonl (drawn at steps 1, 2, 4): every
+    # weight of every step drawn once
+    hists = [r for r in map(json.loads, (res.path / "history.jsonl").read_text().splitlines()) if "hist/debias/weight" in r]
+    assert [r["step"] for r in hists] == [1, 2, 4]
+    assert sum(r["hist/debias/weight"]["n"] for r in hists) == 4 * 4 * 2  # steps x batch x negatives
+    for r in hists:
+        for name in ("hist/debias/weight", "hist/debias/propensity"):
+            h = r[name]
+            assert sum(h["counts"]) == h["n"] and len(h["edges"]) == len(h["counts"]) + 1
+        assert 0.0 <= r["hist/debias/weight"]["edges"][0] and r["hist/debias/weight"]["edges"][-1] <= 1.0
     d = res.metrics["debias"]
     # steps and propensity are the selected checkpoint's (best dev: step 2 or 4)
     assert d["method"] == "cet" and d["steps"] in (2, 4) and len(d["propensity"]) == 11
@@ -331,3 +341,54 @@ def test_in_batch_negatives_dropped_by_cet_is_said(caplog):
         assert not warn_in_batch_dropped(off)
         assert not warn_in_batch_dropped(SimpleNamespace(encoder=bi, loss_fn=RankNetLoss()))  # not a bi-encoder module
     assert not caplog.records
+
+
+# ------------------------------------------------------------- weight/propensity histograms to the loggers
+def test_histogram_values_are_the_weights_applied():
+    # buckets: p_r = 0.5, 0.25 at propensity 0.5 -> w = 2/3, 6/7 (test_listwise_loss_by_hand); p_s = 0.5 each
+    cet = make(SoftmaxCELoss(), propensity=0.5)
+    cet(torch.tensor([[2.0, 2.0, 2.0 - math.log(3.0)]], requires_grad=True), batch([["p", "a", "b"]]))
+    cet(torch.tensor([[0.0, 10.0]], requires_grad=True), batch([["p", "a"]]))  # p_r ~ 1 -> w ~ 0
+    got = cet.drain_histograms()
+    assert set(got) == {"debias/weight", "debias/propensity"}
+    assert len(got["debias/propensity"]) == 3 and got["debias/propensity"][:2].tolist() == pytest.approx([0.5, 0.5])
+    p_s = got["debias/propensity"][2]  # after the first step's M-step
+    assert 0.05 <= p_s < 1.0
+    expected = [2 / 3, 6 / 7, float(true_negative_weight(torch.sigmoid(torch.tensor(10.0)), p_s))]
+    assert got["debias/weight"].tolist() == pytest.approx(expected, rel=1e-5)
+    assert cet.drain_histograms() == {}  # drained
+    # model: the relevance weights (2, 4) from o and the selection weights from f (test_coupled_losses_by_hand)
+    ln3 = math.log(3.0)
+    cet, b = _coupled([0.0, 0.0, 10.0 * ln3])
+    cet(torch.tensor([[2.0, 2.0, 2.0 - ln3]], requires_grad=True), b)
+    got = cet.drain_histograms()
+    assert got["debias/weight"].tolist() == pytest.approx([2.0, 4.0], rel=1e-5)
+    assert got["debias/selection_weight"].tolist() == pytest.approx([1 + math.exp(0.2), 1 + math.exp((2 - ln3) / 10)], rel=1e-5)
+    # bounded between drawings
+    cet.hist_max = 3
+    for _ in range(3):
+        cet(torch.tensor([[2.0, 2.0, 2.0 - ln3]], requires_grad=True), b)
+    assert len(cet.drain_histograms()["debias/weight"]) == 3
+
+
+def test_histogram_bins_and_wandb_payload(tmp_path, monkeypatch):
+    from rankexp.tracking.loggers import histogram, log_histograms
+
+    h = histogram([0.0, 0.1, 0.1, 0.9, 1.0], bins=4)  # equal-width bins over [0, 1]: [0, .25) [.25, .5) [.5, .75) [.75, 1]
+    assert h["edges"] == pytest.approx([0.0, 0.25, 0.5, 0.75, 1.0]) and h["counts"] == [3, 0, 0, 2]
+    assert h["n"] == 5 and h["mean"] == pytest.approx(0.42)
+    one = histogram([2.0, 2.0])
+    assert one["counts"] == [2] and one["edges"] == pytest.approx([1.5, 2.5])
+    # W&B: the histogram is drawn as a wandb.Histogram at the step; other loggers take none
+    import wandb
+    from pytorch_lightning.loggers import CSVLogger, WandbLogger
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    logged = []
+    wl = WandbLogger(project="t", save_dir=str(tmp_path), offline=True)
+    monkeypatch.setattr(wl, "log_metrics", lambda metrics, step=None: logged.append((metrics, step)))
+    assert log_histograms(wl, {"debias/weight": h}, step=7)
+    (metrics, step), = logged
+    assert step == 7 and isinstance(metrics["debias/weight"], wandb.Histogram)
+    assert list(metrics["debias/weight"].histogram) == [3, 0, 0, 2]
+    assert not log_histograms(CSVLogger(str(tmp_path)), {"debias/weight": h}, step=7)

@@ -103,6 +103,10 @@ selection model is not updated: an untrained relevance model's posteriors are no
 **Numerical guards** (logged every step as ``debias/*``): p_s clipped to ``[min_propensity, 1]``;
 ``1 - p_r p_s`` floored at 1e-6; w clipped to ``[min_weight, 1]``. ``debias/clipped_share`` is the
 share of weights the clip changed; ``debias/weight_mean``, ``debias/propensity_b<k>`` the rest.
+Histograms over training (both selections): the weights the negatives got (``debias/weight``), their
+propensities (``debias/propensity``, buckets) or the selection model's weights
+(``debias/selection_weight``, model), drawn every ``trainer.log_every_n_steps`` steps from the values since
+the previous drawing, into ``history.jsonl`` (``hist/...``: bin edges and counts) and W&B (``wandb.Histogram``).
 
 Works with ``loss=listwise`` and ``loss=pointwise`` (``selection=model``: listwise only; any other loss is a
 one-line ConfigError), with the
@@ -195,6 +199,25 @@ class CET(torch.nn.Module):
         self.diagnostics_max = int(diagnostics_max)
         self.seen: list[tuple[bool, float, float]] = []  # (hidden positive?, CET's P(r=1|y=0), relevance p_r)
         self.last: dict[str, float] = {}
+        self.hist_max = 100000  # values kept per histogram between two drains (the rest are not drawn)
+        self._hist: dict[str, list[torch.Tensor]] = {}
+
+    # ------------------------------------------------------------------ histograms for the loggers
+    def collect(self, name: str, values: torch.Tensor) -> None:
+        """Keep this step's ``values`` (weights, propensities) for the next :meth:`drain_histograms`."""
+        parts = self._hist.setdefault(name, [])
+        room = self.hist_max - sum(len(t) for t in parts)
+        if room > 0:
+            parts.append(values.detach().float().reshape(-1)[:room].cpu())
+
+    def drain_histograms(self) -> dict[str, torch.Tensor]:
+        """The values collected since the last call, per name (``debias/weight``: the weights the relevance
+        model's negatives got; ``debias/propensity``: their selection propensities (buckets);
+        ``debias/selection_weight``: the selection model's weights (model)); cleared. HistoryCallback turns them
+        into histograms in history.jsonl and in W&B."""
+        out = {k: torch.cat(v) for k, v in self._hist.items() if v}
+        self._hist = {}
+        return out
 
     # ------------------------------------------------------------------ wiring
     def bind(self, loss: Any, pool_run: Mapping[str, Mapping[str, float]] | None,
@@ -288,6 +311,8 @@ class CET(torch.nn.Module):
         w = torch.ones_like(raw) if warm else raw.clamp(self.min_weight, 1.0)
         loss = self.weighted_loss(scores, w)
         post = hidden_posterior(p_r, p_s)
+        self.collect("debias/weight", w)
+        self.collect("debias/propensity", p_s)
         if not warm:
             self.update_selection(buckets, post)
         self.steps += 1
@@ -328,6 +353,8 @@ class CET(torch.nn.Module):
         temp = float(getattr(self.base, "temperature", 1.0))
         loss_r = (w_r.to(f) * pair_losses(f, temp)).mean(dim=1)
         loss_s = (w_s.to(o) * pair_losses(o, temp)).mean(dim=1)
+        self.collect("debias/weight", w_r)
+        self.collect("debias/selection_weight", w_s)
         self.steps += 1
         with torch.no_grad():
             p_r = torch.sigmoid(f.detach()[:, 1:] - f.detach()[:, :1])

@@ -1,5 +1,7 @@
 """A Lightning callback that appends train/dev curves to ``history.jsonl`` in the run directory,
-whatever logger is configured (the reports read curves from there)."""
+whatever logger is configured (the reports read curves from there), and, for a loss that collects
+values to draw (``debias=cet``: ``drain_histograms``), their histograms (``hist/<name>``: edges, counts,
+n, mean; rank zero's values under DDP) to history.jsonl and W&B."""
 
 from __future__ import annotations
 
@@ -24,6 +26,8 @@ class HistoryCallback(pl.Callback):
         if not (step % self.every == 0 or step == 1):
             return
         stats = pl_module.weighter.log_stats()  # drained on every rank, recorded on rank zero
+        drain = getattr(getattr(pl_module, "loss_fn", None), "drain_histograms", None)
+        values = drain() if callable(drain) else {}  # debias=cet: weights/propensities since the last drawing
         if not trainer.is_global_zero:
             return
         loss = outputs["loss"].item() if isinstance(outputs, dict) else float(outputs)
@@ -34,6 +38,13 @@ class HistoryCallback(pl.Callback):
         if weights:  # straight to the loggers: Lightning would drop steps off its log_every_n_steps grid
             for logger in trainer.loggers:
                 logger.log_metrics(weights, step=step)
+        if values:
+            from rankexp.tracking.loggers import histogram, log_histograms
+
+            hists = {name: histogram(v.numpy()) for name, v in values.items() if v.numel()}
+            rec.update({f"hist/{name}": h for name, h in hists.items()})
+            for logger in trainer.loggers:
+                log_histograms(logger, hists, step)
         self.rundir.append_history(rec)
 
     def on_validation_end(self, trainer, pl_module):

@@ -254,6 +254,37 @@ def summary_extras(metrics: Mapping[str, Any]) -> dict[str, float]:
     return out
 
 
+def histogram(values, bins: int = 20) -> dict[str, list[float]]:
+    """``{"edges": [bins + 1], "counts": [bins]}`` of ``values`` (equal-width bins over their range; one
+    value or all equal: one bin around it), plus their count and mean."""
+    import numpy as np
+
+    v = np.asarray(values, dtype=np.float64).reshape(-1)
+    lo, hi = (float(v.min()), float(v.max())) if v.size else (0.0, 1.0)
+    if hi <= lo:
+        lo, hi, bins = lo - 0.5, hi + 0.5, 1
+    counts, edges = np.histogram(v, bins=bins, range=(lo, hi))
+    return {"edges": [float(e) for e in edges], "counts": [int(c) for c in counts], "n": int(v.size),
+            "mean": float(v.mean()) if v.size else float("nan")}
+
+
+def log_histograms(logger, hists: Mapping[str, Mapping[str, list]], step: int) -> bool:
+    """Draw :func:`histogram` results in W&B (``wandb.Histogram`` at ``trainer/global_step`` = step); other
+    loggers take scalars only (the histograms stay in history.jsonl). Never raises; returns whether it drew."""
+    if not logger or type(logger).__name__ != "WandbLogger" or not hists:
+        return False
+    try:
+        import wandb
+
+        payload: dict[str, Any] = {name: wandb.Histogram(np_histogram=(h["counts"], h["edges"])) for name, h in hists.items()}
+        logger.log_metrics(payload, step=step)
+        return True
+    except Exception as e:  # pragma: no cover - network dependent
+        warnings.warn(f"W&B histogram logging failed ({type(e).__name__}); the histograms stay in history.jsonl",
+                      stacklevel=2)
+        return False
+
+
 def log_final(logger, metrics: Mapping[str, Any], perquery: Mapping[str, Mapping[str, Mapping[str, float]]],
               extras: Mapping[str, float] | None = None) -> None:
     """Mirror final metrics, ``extras`` (:func:`summary_extras`) and the per-query table to W&B; never raise."""
