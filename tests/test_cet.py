@@ -392,3 +392,21 @@ def test_histogram_bins_and_wandb_payload(tmp_path, monkeypatch):
     assert step == 7 and isinstance(metrics["debias/weight"], wandb.Histogram)
     assert list(metrics["debias/weight"].histogram) == [3, 0, 0, 2]
     assert not log_histograms(CSVLogger(str(tmp_path)), {"debias/weight": h}, step=7)
+
+
+def test_study_arms_are_the_plain_overrides():
+    """experiment=cet_bm25's arms (+cet_arm=...) and debias=cet_model compose to exactly the configs (the run
+    ids) of the plain overrides they stand for, so runs made either way are shared."""
+    from rankexp import api
+    from rankexp.config.compose import run_id
+
+    base = ["experiment=cet_bm25", "data.pooling={system:bm25,depth:50}", "seed=2"]
+    plain = {"naive": ["debias=none", "negatives.skip_top=0"], "skip5": ["debias=none", "negatives.skip_top=5"],
+             "cet": ["debias=cet"], "cet_model": ["debias=cet", "debias.selection=model"]}
+    ids = {}
+    for arm, ovr in plain.items():
+        ids[arm] = run_id(api.compose([*base, f"+cet_arm={arm}"]))
+        assert ids[arm] == run_id(api.compose([*base, *ovr])), arm
+    assert len(set(ids.values())) == 4
+    cfg = api.compose([*base, "+cet_arm=cet_model"])
+    assert cfg.debias.selection == "model" and cfg.negatives.skip_top == 0 and not cfg.model.encoder.in_batch
