@@ -49,13 +49,23 @@ def test_every_option_of_every_group_composes_and_instantiates():
     from rankexp import api
     from rankexp.config.compose import groups
 
+    from omegaconf import OmegaConf
+
+    from rankexp.config.compose import CONF_DIR
+
+    in_defaults = {next(iter(d)).split("@")[0].split("/")[0] for d in OmegaConf.load(CONF_DIR / "config.yaml").defaults
+                   if not isinstance(d, str)}
     for group, options in groups().items():
         for option in options:
             if group in ("experiment",):
                 continue
             extra = {"data/irds": ["data.id=vaswani"], "data/local": ["data.path=/tmp"],
                      "negatives/file": ["negatives.path=/tmp/negatives.tsv"]}.get(f"{group}/{option}", [])
-            cfg = api.compose([f"{group}={option}", *extra])
+            # a group absent from config.yaml's defaults list (cet_arm: `# @package _global_` study arms) is added with +
+            plus = "" if group.split("/")[0] in in_defaults else "+"
+            cfg = api.compose([f"{plus}{group}={option}", *extra])
+            if group not in cfg:  # a _global_ package (cet_arm) writes other groups' keys, not its own node
+                continue
             node = cfg[group]
             if node.get("_target_") is not None and group not in ("model",):  # `_target_: null`: the "none" option of a group
                 instantiate(node)
