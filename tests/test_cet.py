@@ -213,6 +213,7 @@ def test_train_authors_cet_end_to_end(vaswani_slice, tmp_path, model):
     d = res.metrics["debias"]
     assert d["method"] == "cet" and d["selection"] == "model" and "propensity" not in d and d["steps"] == 2
     assert set(d["separation"]) == {"cet", "relevance"}
+    assert d["final"]["pairs"] > 0 and set(d["final"]) >= {"relevance", "cet"}
     state = torch.load(res.path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
     sel = {k for k in state if k.startswith("loss_fn.selector.")}
     assert sel and {k.replace("loss_fn.selector.", "encoder.", 1) for k in sel} <= set(state)
@@ -251,6 +252,8 @@ def test_train_cet_under_pooling_bias_end_to_end(vaswani_slice, tmp_path, model)
     assert 0.0 <= d["hidden_share_of_negatives"] <= 1.0
     assert d["seen"] == 4 * 4 * 2  # steps x batch x negatives
     assert set(d["separation"]) == {"cet", "relevance"}
+    # the selected model over the distinct unlabeled documents of the training pool
+    assert 0 < d["final"]["pairs"] <= d["negatives"] and set(d["final"]) >= {"relevance", "cet", "hidden"}
     state = torch.load(res.path / "checkpoints" / "last.ckpt", map_location="cpu", weights_only=False)["state_dict"]
     assert {"loss_fn.n_pos", "loss_fn.n_hid", "loss_fn.steps"} <= set(state)
     assert json.loads((res.path / "pooling.json").read_text())["hidden"] > 0
@@ -410,3 +413,41 @@ def test_study_arms_are_the_plain_overrides():
     assert len(set(ids.values())) == 4
     cfg = api.compose([*base, "+cet_arm=cet_model"])
     assert cfg.debias.selection == "model" and cfg.negatives.skip_top == 0 and not cfg.model.encoder.in_batch
+
+
+def test_final_separation_over_the_training_pool_by_hand():
+    """The selected model's estimates over the distinct unlabeled training documents: relative to the query's
+    positives, in the loss's units; AUC against the hidden set computed by hand."""
+    from types import SimpleNamespace
+
+    from rankexp.debias.diagnostics import final_separation, relative_estimates, training_pool
+
+    groups = [SimpleNamespace(qid="q0", doc_ids=["p", "a", "b"]), SimpleNamespace(qid="q0", doc_ids=["p2", "a", "c"]),
+              SimpleNamespace(qid="q1", doc_ids=["r", "x", "y"])]
+    pos, negs = training_pool(groups)
+    assert pos == {"q0": {"p", "p2"}, "q1": {"r"}} and negs == [("q0", "a"), ("q0", "b"), ("q0", "c"), ("q1", "x"), ("q1", "y")]
+    run = {"q0": {"p": 3.0, "p2": 1.0, "a": 2.0, "b": 0.0, "c": 4.0}, "q1": {"r": 0.0, "x": -1.0, "y": 1.0}}
+    # q0's positives average 2: a -> sigmoid(0) = 0.5, b -> sigmoid(-2), c -> sigmoid(2); at scale 2 halve the gaps
+    got = relative_estimates(run, pos, negs, 1.0)
+    sig = lambda x: 1 / (1 + math.exp(-x))  # noqa: E731
+    assert got == pytest.approx([0.5, sig(-2), sig(2), sig(-1), sig(1)])
+    assert relative_estimates(run, pos, negs, 2.0) == pytest.approx([0.5, sig(-1), sig(1), sig(-0.5), sig(0.5)])
+
+    class Scorer:  # the crafted run, whatever the encoder
+        def score_candidates(self, encoder, texts, pairs, *a, **k):
+            return {q: {d: run[q][d] for qq, d in pairs if qq == q} for q in {q for q, _ in pairs}}
+
+    prep = SimpleNamespace(scorer=Scorer(), texts=None, device="cpu", cfg=SimpleNamespace(eval=SimpleNamespace(batch_size=8)))
+    hidden = {"q0": {"c"}, "q1": {"y"}}  # the two highest estimates are the hidden ones: AUC 1
+    module = SimpleNamespace(encoder=torch.nn.Linear(1, 1))  # a cross-encoder stand-in: raw scores are the loss's units
+    out = final_separation(prep, SimpleNamespace(groups=groups), module, None, hidden)
+    assert out["pairs"] == 5 and out["hidden"] == 2 and out["relevance"]["roc_auc"] == 1.0
+    assert out["relevance"]["r_precision"] == 1.0 and "cet" not in out
+    # buckets: p_s from the final propensities by BM25 rank; (C3) p_r (1 - p_s) / (1 - p_r p_s)
+    cet = make(SoftmaxCELoss(), propensity=0.5, ranks={"q0": {"c": 3.0, "a": 2.0, "b": 1.0}})
+    cet.n_pos[bucket_of(1, cet.n_buckets)] = 1.0  # c (BM25 rank 1) surely selected: p_s = 1 -> posterior 0
+    cet.n_hid[bucket_of(1, cet.n_buckets)] = 0.0
+    out = final_separation(prep, SimpleNamespace(groups=groups), module, cet, hidden)
+    # estimates: a 0.5*0.5/(1-0.25)=1/3, b small, c 0, x small, y sig(1)*0.5/(1-sig(1)*0.5): hidden c is now lowest
+    # pairs (hidden, true): (c, a) (c, b) (c, x) lose; (y, a) (y, b) (y, x) win -> 3 of 6
+    assert out["cet"]["roc_auc"] == pytest.approx(0.5)

@@ -12,6 +12,15 @@
 
 The seen estimates are kept in memory, not checkpointed: a run resumed after an interruption reports
 the separation over the steps after the resume only (training itself resumes exactly).
+
+* ``final``: the same measures for the **selected model** (the one the test split sees) over the whole
+  training pool, every distinct unlabeled (query, document) of the training groups scored once after
+  training (:func:`final_separation`). The relevance estimate of a document is
+  ``sigmoid(s(q,d) - mean s(q,d+))`` over the query's labeled positives in the groups, in the loss's
+  units (a bi-encoder's similarity divided by its temperature); ``cet``: with ``selection=buckets`` the
+  posterior (C3) at the final propensities, with ``selection=model`` the coupled estimate from the final
+  relevance and selection models. Unlike the estimates seen in training, these are one model's, and
+  survive a resume.
 """
 
 from __future__ import annotations
@@ -84,4 +93,68 @@ def diagnostics(prep: Any, fitted: Any, module: Any) -> dict[str, Any] | None:
             out["seen_hidden"] = sum(labels)
             out["separation"] = {"cet": separation(labels, [s[1] for s in cet.seen]),
                                  "relevance": separation(labels, [s[2] for s in cet.seen])}
+    if hidden:
+        final = final_separation(prep, fitted, module, cet, hidden)
+        if final is not None:
+            out["final"] = final
+    return out
+
+
+def training_pool(groups) -> tuple[dict[str, set[str]], list[tuple[str, str]]]:
+    """The training groups' labeled positives per query and their distinct unlabeled (query, document) pairs."""
+    pos: dict[str, set[str]] = {}
+    neg: set[tuple[str, str]] = set()
+    for g in groups:
+        pos.setdefault(g.qid, set()).add(g.doc_ids[0])
+        neg.update((g.qid, d) for d in g.doc_ids[1:])
+    return pos, sorted((q, d) for q, d in neg if d not in pos[q])
+
+
+def relative_estimates(run: dict, pos: dict[str, set[str]], pairs, scale: float) -> list[float]:
+    """``sigmoid((s(q,d) - mean of the query's positives' scores) / scale)`` per pair."""
+    import math
+
+    out = []
+    for q, d in pairs:
+        ref = sum(run[q][p] for p in pos[q]) / len(pos[q])
+        x = (run[q][d] - ref) / scale
+        out.append(1.0 / (1.0 + math.exp(-x)) if x > -700 else 0.0)
+    return out
+
+
+def final_separation(prep: Any, fitted: Any, module: Any, cet: Any, hidden: dict[str, set[str]]) -> dict[str, Any] | None:
+    """``final``: the selected model's estimates over the whole training pool (module docstring)."""
+    import math
+    import time
+
+    import torch
+
+    from rankexp.debias.cet import bucket_of, hidden_posterior
+
+    t0 = time.perf_counter()
+    pos, negs = training_pool(fitted.groups)
+    if not negs:
+        return None
+    labels = [d in hidden.get(q, ()) for q, d in negs]
+    pairs = sorted({(q, p) for q in pos for p in pos[q]} | set(negs))
+    batch = int(prep.cfg.eval.batch_size)
+
+    def units(encoder) -> float:  # the loss's units: a bi-encoder's similarity / temperature
+        return float(getattr(encoder, "temperature", 1.0)) if hasattr(encoder, "encode") else 1.0
+
+    enc = module.encoder
+    f = prep.scorer.score_candidates(enc, prep.texts, pairs, batch, prep.device, None, "scoring the training pool")
+    p_r = relative_estimates(f, pos, negs, units(enc))
+    out: dict[str, Any] = {"pairs": len(negs), "hidden": sum(labels), "relevance": separation(labels, p_r)}
+    if cet is not None and cet.selection == "buckets":
+        prop = cet.propensity()
+        p_s = torch.tensor([float(prop[bucket_of(cet.ranks.get(q, {}).get(d), cet.n_buckets)]) for q, d in negs])
+        out["cet"] = separation(labels, hidden_posterior(torch.tensor(p_r), p_s).tolist())
+    elif cet is not None and cet.selector is not None:
+        o = prep.scorer.score_candidates(cet.selector, prep.texts, negs, batch, prep.device, None,
+                                         "scoring the training pool (selection model)")
+        sig = lambda x: 1.0 / (1.0 + math.exp(-max(min(x, 700.0), -700.0)))  # noqa: E731
+        fs, os_ = units(enc), units(cet.selector)
+        out["cet"] = separation(labels, [sig(f[q][d] / fs / cet.ratio) * (1.0 - sig(o[q][d] / os_ / cet.ratio)) for q, d in negs])
+    out["scoring_s"] = round(time.perf_counter() - t0, 2)
     return out
