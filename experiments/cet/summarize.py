@@ -6,7 +6,8 @@ One row per (pool: a random hidden share or a BM25 depth, arm) over its seeds: t
 the paired t-test against the untrained start per seed (metrics.json -> paired_ttest.untrained) and
 how many seeds learned (p < 0.05 and better; how many kept the start on dev), the share of hidden positives among the training
 negatives, how well the run's estimates separate hidden positives from true negatives on the
-training pool (ROC AUC; CET's coupled estimate and the relevance model's own), and the wall time.
+training pool (ROC AUC; CET's coupled estimate and the relevance model's own: as seen during training, and
+"final": the selected model over the whole pool, metrics.json -> debias.final), and the wall time.
 Dev: nDCG@10 of the untrained start and of the best checkpoint (the start when no step beats it).
 One table per (dataset, model). Reference rows: BM25 (the first stage at the runs' rerank depth) and the
 untrained start.
@@ -68,17 +69,18 @@ def main(dirs: list[str]) -> None:
     for data in sorted({k[0] for k in rows}):
         print(f"\n{data}\n")
         print("| hidden share | arm | seeds | dev @0 → best (step) | test nDCG@10 | per seed | Δ vs start (p) per seed | learned "
-              "| hidden positives among negatives | AUC, CET estimate | AUC, relevance model | wall min |")
-        print("|---|---|---|---|---|---|---|---|---|---|---|---|")
+              "| hidden positives among negatives | AUC, CET estimate | AUC, relevance model | final AUC, CET | final AUC, relevance "
+              "| wall min |")
+        print("|---|---|---|---|---|---|---|---|---|---|---|---|---|---|")
         for share in sorted({s for dd, s, _ in rows if dd == data}):
             names = {a for dd, s, a in rows if dd == data and s == share}
             for name in sorted(names, key=lambda a: order.index(a) if a in order else 9):
                 print(row(share, name, sorted(rows[(data, share, name)], key=lambda r: str(r["seed"]))))
         st = starts[data]
         print(f"| – | untrained start | {','.join(sorted(st))} | | {ms(list(st.values()))} | "
-              f"{' / '.join(f'{v:.4f}' for _, v in sorted(st.items()))} | | | | | | |")
+              f"{' / '.join(f'{v:.4f}' for _, v in sorted(st.items()))} | | | | | | | | |")
         print(f"| – | BM25 (first stage, top {'/'.join(str(x) for x in sorted(depths[data], key=str))}) | | "
-              f"| {'/'.join(f'{x:.4f}' for x in sorted(bm25[data]))} | | | | | | | |")
+              f"| {'/'.join(f'{x:.4f}' for x in sorted(bm25[data]))} | | | | | | | | | |")
     print(f"\ntraining steps: {sorted(steps)}")
 
 
@@ -104,12 +106,15 @@ def row(share: tuple[float, str], name: str, rs: list[dict]) -> str:
     hid = [x["hidden_share_of_negatives"] for x in deb if "hidden_share_of_negatives" in x]
     auc = {k: [x["separation"][k]["roc_auc"] for x in deb
                if (x.get("separation") or {}).get(k, {}).get("roc_auc") is not None] for k in ("cet", "relevance")}
+    final = {k: [x["final"][k]["roc_auc"] for x in deb
+                 if (x.get("final") or {}).get(k, {}).get("roc_auc") is not None] for k in ("cet", "relevance")}
     wall = [r["m"]["train"]["total_s"] / 60 for r in rs]
     devs = " / ".join(f"{dv['untrained']:.3f} → {dv['best']:.3f} ({dv['best_step']})" if "untrained" in dv else f"{dv.get('best', 0):.3f}"
                       for dv in ((r["m"].get("dev") or {}) for r in rs))
     return (f"| {share[1]} | {name} | {','.join(str(r['seed']) for r in rs)} | {devs} | {ms(nd)} | {' / '.join(f'{x:.4f}' for x in nd)} "
             f"| {delta} | {learned} of {len(rs)}{f' ({kept} kept the start)' if kept else ''} | {ms(hid, 3)} "
-            f"| {ms(auc['cet'], 3)} | {ms(auc['relevance'], 3)} | {'/'.join(f'{w:.1f}' for w in wall)} |")
+            f"| {ms(auc['cet'], 3)} | {ms(auc['relevance'], 3)} | {ms(final['cet'], 3)} | {ms(final['relevance'], 3)} "
+            f"| {'/'.join(f'{w:.1f}' for w in wall)} |")
 
 
 if __name__ == "__main__":
