@@ -396,3 +396,23 @@ def test_runs_that_differ_only_in_the_pooling_simulator_share_their_untrained_an
     assert not any("different first-stage setups" in n for n in data.get("notes", []))
     groups = {s["label"] for s in data["systems"] if s["kind"] == "group"}
     assert any("pooling" in g for g in groups), groups  # the trained systems still differ
+
+
+def test_global_group_override_labels_the_systems_it_decides():
+    """`+cet_arm=X` (a `# @package _global_` group) sets debias and negatives.skip_top without a node of
+    its own: it labels the systems, and the pool, which it does not decide, stays in the label."""
+    from pathlib import Path
+
+    from rankexp import api
+    from rankexp.eval.compare.grouping import group_labels
+    from rankexp.tracking.store import StoredRun
+
+    groups, want = [], []
+    for depth in (50, 200):
+        for arm in ("naive", "skip5", "cet", "cet_model"):
+            ovr = ["experiment=cet_bm25", f"+cet_arm={arm}", f"data.pooling={{system:bm25,depth:{depth}}}", "seed=1"]
+            groups.append([StoredRun(path=Path(f"{arm}{depth}"), config=api.compose(ovr), overrides=ovr, metrics={}, perquery={})])
+            want.append(f"cet_arm={arm} data.pooling={{system:bm25,depth:{depth}}}")
+    labels, diff = group_labels(groups)
+    assert labels == want
+    assert "debias._target_" in diff and "negatives.skip_top" in diff and "data.pooling.depth" in diff

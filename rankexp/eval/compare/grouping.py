@@ -85,12 +85,19 @@ def _covers(key: str, d: str) -> bool:
     return d == key or d.startswith(key + ".")
 
 
+def _decided_by(values: Sequence[str], flats: Sequence[Mapping[str, Any]], d: str) -> bool:
+    """Whether key ``d``'s value is the same in every group that has the same override value."""
+    seen: dict[str, str] = {}
+    return all(seen.setdefault(v, canon(f.get(d, MISSING))) == canon(f.get(d, MISSING)) for v, f in zip(values, flats))
+
+
 def group_labels(groups: Sequence[Sequence[StoredRun]]) -> tuple[list[str], list[str]]:
     """A short readable label per group (the config keys that differ between groups) and the
     differing flattened keys.
 
     A dimension the groups' ``overrides.txt`` spell out with different values (``loss=pairwise``
-    vs ``loss=listwise``) is labelled with the overrides; the rest of the config diff is labelled
+    vs ``loss=listwise``) is labelled with the overrides (a ``_global_`` group such as ``+cet_arm=cet``,
+    which sets other groups' keys, labels the differences its value alone decides); the rest of the config diff is labelled
     ``key=value``, and a config group whose ``_target_`` differs as ``group=ClassName``.
     """
     flats = [config_identity(g[0]) for g in groups]
@@ -104,9 +111,14 @@ def group_labels(groups: Sequence[Sequence[StoredRun]]) -> tuple[list[str], list
     for ov in parsed:
         order += [k for k in ov if k not in order]
     for key in order:
-        ds = [d for d in diff if _covers(key, d)]
-        if not ds or not all(key in ov for ov in parsed) or len({ov[key] for ov in parsed}) < 2:
+        if not all(key in ov for ov in parsed) or len({ov[key] for ov in parsed}) < 2:
             continue
+        ds = [d for d in diff if _covers(key, d)]
+        if not ds:  # a `# @package _global_` group (+cet_arm=..., experiment=...) writes other groups' keys: it
+            # labels the groups and covers the differences its value alone decides
+            ds = [d for d in diff if d not in covered and _decided_by([ov[key] for ov in parsed], flats, d)]
+            if not ds:
+                continue
         for i, ov in enumerate(parsed):
             parts[i].append(f"{key}={short_value(ov[key])}")
         covered.update(ds)
