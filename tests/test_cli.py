@@ -46,12 +46,10 @@ def test_config_groups_lists_every_folder():
 def test_every_option_of_every_group_composes_and_instantiates():
     from hydra.utils import instantiate
 
-    from rankexp import api
-    from rankexp.config.compose import groups
-
     from omegaconf import OmegaConf
 
-    from rankexp.config.compose import CONF_DIR
+    from rankexp import api
+    from rankexp.config.compose import CONF_DIR, groups
 
     in_defaults = {next(iter(d)).split("@")[0].split("/")[0] for d in OmegaConf.load(CONF_DIR / "config.yaml").defaults
                    if not isinstance(d, str)}

@@ -148,6 +148,13 @@ def hidden_posterior(p_r: torch.Tensor, p_s: torch.Tensor) -> torch.Tensor:
     return p_r * (1.0 - p_s) / (1.0 - p_r * p_s).clamp_min(1e-6)
 
 
+def coupled_posterior(f: torch.Tensor, o: torch.Tensor, ratio: float) -> torch.Tensor:
+    """``selection=model``'s estimate that an unlabeled document is a hidden positive (diagnostics only):
+    ``sigmoid(f / ratio) (1 - sigmoid(o / ratio))``, relevant by the relevance model's score f and not
+    selected by the selection model's score o."""
+    return torch.sigmoid(f / ratio) * (1.0 - torch.sigmoid(o / ratio))
+
+
 def ipw_weight(other_scores: torch.Tensor, ratio: float, max_weight: float | None = None) -> torch.Tensor:
     """(A1) ``1 / (1 - sigmoid(x / ratio)) = 1 + exp(x / ratio)``: the authors' weight of a (positive,
     negative) pair from the *other* model's score x of the negative; clipped to ``max_weight`` (our guard)."""
@@ -359,7 +366,7 @@ class CET(torch.nn.Module):
         with torch.no_grad():
             p_r = torch.sigmoid(f.detach()[:, 1:] - f.detach()[:, :1])
             # diagnostics only: relevant (relevance model) and not selected (selection model)
-            post = torch.sigmoid(f.detach()[:, 1:] / self.ratio) * (1.0 - torch.sigmoid(o.detach()[:, 1:] / self.ratio))
+            post = coupled_posterior(f.detach()[:, 1:], o.detach()[:, 1:], self.ratio)
         self.record(batch, post, p_r)
         self.last = {"debias/relevance_loss": float(loss_r.detach().mean()), "debias/selection_loss": float(loss_s.detach().mean()),
                      "debias/weight_mean": float(w_r.mean()), "debias/weight_max": float(w_r.max()),

@@ -112,24 +112,19 @@ def training_pool(groups) -> tuple[dict[str, set[str]], list[tuple[str, str]]]:
 
 def relative_estimates(run: dict, pos: dict[str, set[str]], pairs, scale: float) -> list[float]:
     """``sigmoid((s(q,d) - mean of the query's positives' scores) / scale)`` per pair."""
-    import math
+    import torch
 
-    out = []
-    for q, d in pairs:
-        ref = sum(run[q][p] for p in pos[q]) / len(pos[q])
-        x = (run[q][d] - ref) / scale
-        out.append(1.0 / (1.0 + math.exp(-x)) if x > -700 else 0.0)
-    return out
+    x = [(run[q][d] - sum(run[q][p] for p in pos[q]) / len(pos[q])) / scale for q, d in pairs]
+    return torch.sigmoid(torch.tensor(x, dtype=torch.float64)).tolist()
 
 
 def final_separation(prep: Any, fitted: Any, module: Any, cet: Any, hidden: dict[str, set[str]]) -> dict[str, Any] | None:
     """``final``: the selected model's estimates over the whole training pool (module docstring)."""
-    import math
     import time
 
     import torch
 
-    from rankexp.debias.cet import bucket_of, hidden_posterior
+    from rankexp.debias.cet import bucket_of, coupled_posterior, hidden_posterior
 
     t0 = time.perf_counter()
     pos, negs = training_pool(fitted.groups)
@@ -153,8 +148,9 @@ def final_separation(prep: Any, fitted: Any, module: Any, cet: Any, hidden: dict
     elif cet is not None and cet.selector is not None:
         o = prep.scorer.score_candidates(cet.selector, prep.texts, negs, batch, prep.device, None,
                                          "scoring the training pool (selection model)")
-        sig = lambda x: 1.0 / (1.0 + math.exp(-max(min(x, 700.0), -700.0)))  # noqa: E731
         fs, os_ = units(enc), units(cet.selector)
-        out["cet"] = separation(labels, [sig(f[q][d] / fs / cet.ratio) * (1.0 - sig(o[q][d] / os_ / cet.ratio)) for q, d in negs])
+        fq = torch.tensor([f[q][d] / fs for q, d in negs], dtype=torch.float64)
+        oq = torch.tensor([o[q][d] / os_ for q, d in negs], dtype=torch.float64)
+        out["cet"] = separation(labels, coupled_posterior(fq, oq, cet.ratio).tolist())
     out["scoring_s"] = round(time.perf_counter() - t0, 2)
     return out

@@ -88,7 +88,11 @@ def _covers(key: str, d: str) -> bool:
 def _decided_by(values: Sequence[str], flats: Sequence[Mapping[str, Any]], d: str) -> bool:
     """Whether key ``d``'s value is the same in every group that has the same override value."""
     seen: dict[str, str] = {}
-    return all(seen.setdefault(v, canon(f.get(d, MISSING))) == canon(f.get(d, MISSING)) for v, f in zip(values, flats))
+    for v, f in zip(values, flats):
+        c = canon(f.get(d, MISSING))
+        if seen.setdefault(v, c) != c:
+            return False
+    return True
 
 
 def group_labels(groups: Sequence[Sequence[StoredRun]]) -> tuple[list[str], list[str]]:
